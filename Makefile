@@ -1,0 +1,26 @@
+# Two commands matter: `make demo` (the main job) and `make test` (the whole suite).
+# Both create .venv on first use. torch is pinned to the CPU wheel so a fresh machine never pulls a CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TORCH  ?= torch==2.13.0
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+.PHONY: venv demo test lint bench
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m rnnkit demo
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) benchmarks/reference_lstm.py

@@ -1,0 +1,267 @@
+"""Multi-layer, bidirectional recurrent layers in NumPy, with hand-written backpropagation through time.
+
+Parameters are named and shaped exactly as in a torch.nn state_dict (`weight_ih_l0`, `weight_hh_l0`,
+`bias_ih_l0`, `bias_hh_l0`, and `..._reverse` for the backward direction), so a trained torch model loads as-is:
+
+    >>> import numpy as np
+    >>> from rnnkit import reference
+    >>> lstm = reference.LSTM(input_size=3, hidden_size=5, num_layers=2, seed=0)
+    >>> x = np.random.default_rng(0).normal(size=(7, 4, 3))          # (T, B, I)
+    >>> out, (h_n, c_n) = lstm.forward(x)
+    >>> out.shape, h_n.shape
+    ((7, 4, 5), (2, 4, 5))
+    >>> grads = lstm.backward(np.ones_like(out))
+    >>> grads["weight_hh_l1"].shape, grads["input"].shape
+    ((20, 5), (7, 4, 3))
+
+Each layer-direction: project all inputs at once (xp = x W_ih^T + b_ih, one matrix product), scan the cell over
+time, and in the backward pass form dW_ih, dW_hh with one matrix product each after the time loop.
+
+Shapes: T time, B batch, I input, H hidden, G = gates * H, L layers, D directions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cells import CELLS
+from .scan import scan, scan_backward
+from .validate import check_array, check_lengths, check_state
+
+
+class RecurrentLayer:
+    """A stack of `num_layers` recurrent layers of one cell kind, each uni- or bidirectional."""
+
+    mode = "RNN_TANH"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        seed: int | None = None,
+        dtype=np.float64,
+    ):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.mode.startswith("RNN"):
+            if nonlinearity not in ("tanh", "relu"):
+                raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        self.cell = CELLS[self.mode]
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.nonlinearity, self.bias, self.batch_first = nonlinearity, bias, batch_first
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = np.dtype(dtype)
+        self.params = self._init_params(np.random.default_rng(seed))
+        self.hidden_grads: dict[str, np.ndarray] = {}
+        self._cache = None
+
+    # ----------------------------------------------------------------------------------- parameters
+
+    def _suffixes(self):
+        """(layer, direction, name suffix) for every layer-direction, in torch's order."""
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                yield layer, direction, f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _init_params(self, rng):
+        """torch's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        H, G, bound = self.hidden_size, self.cell.gates * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
+        params = {}
+        for layer, _, sfx in self._suffixes():
+            in_size = self.input_size if layer == 0 else H * self.num_directions
+            shapes = {"weight_ih": (G, in_size), "weight_hh": (G, H)}
+            if self.bias:
+                shapes.update(bias_ih=(G,), bias_hh=(G,))
+            for name, shape in shapes.items():
+                params[name + sfx] = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+        return params
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters under torch.nn's names (the arrays themselves, not copies)."""
+        return dict(self.params)
+
+    def load_state_dict(self, state_dict) -> None:
+        """Load arrays (or anything np.asarray takes, e.g. CPU torch tensors) named and shaped as ours."""
+        missing = sorted(set(self.params) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(self.params))
+        if missing or unexpected:
+            raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+        new = {}
+        for name, value in state_dict.items():
+            value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+            if value.shape != self.params[name].shape:
+                raise ValueError(
+                    f"{name}: expected shape {self.params[name].shape}, got {value.shape}"
+                )
+            new[name] = value.astype(self.dtype, copy=True)
+        self.params.update(new)
+
+    def _weights(self, sfx):
+        W_ih, W_hh = self.params["weight_ih" + sfx], self.params["weight_hh" + sfx]
+        if self.bias:
+            return W_ih, W_hh, self.params["bias_ih" + sfx], self.params["bias_hh" + sfx]
+        G = W_hh.shape[0]
+        return W_ih, W_hh, np.zeros(G, self.dtype), np.zeros(G, self.dtype)
+
+    # ----------------------------------------------------------------------------------- forward
+
+    def forward(self, x, hx=None, lengths=None):
+        """Run the stack over a padded batch.
+
+        Args:
+            x: (T, B, I), or (B, T, I) when batch_first.
+            hx: initial state(s), (L*D, B, H); for LSTM a pair (h_0, c_0). Zeros when None.
+            lengths: (B,) the length of each sequence, 1 <= length <= T; None means all T.
+
+        Returns:
+            output (T, B, D*H) (or batch first), and h_n (L*D, B, H) -- for LSTM (h_n, c_n).
+        """
+        x = check_array(x, "input", ndim=3, dtype=self.dtype)
+        if self.batch_first:
+            x = x.transpose(1, 0, 2)
+        T, B, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}")
+        states0 = self._initial_states(hx, B)
+        mask = None
+        if lengths is not None:
+            lengths = check_lengths(lengths, T, B)
+            if (lengths < T).any():
+                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+
+        caches, finals, layer_input = [], [], x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
+                xp = layer_input @ W_ih.T + b_ih  # (T, B, G): all input projections in one product
+                state0 = tuple(s[layer * self.num_directions + direction] for s in states0)
+                ys, final, cache = scan(self.cell, xp, state0, W_hh, b_hh, mask, reverse=bool(direction))
+                outputs.append(ys)
+                finals.append(final)
+                caches.append((layer_input, cache))
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
+
+        self._cache = (caches, mask, T, B)
+        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
+        h_n = np.stack([f[0] for f in finals])  # (L*D, B, H)
+        if self.cell.num_states == 2:
+            return output, (h_n, np.stack([f[1] for f in finals]))
+        return output, h_n
+
+    __call__ = forward
+
+    def _initial_states(self, hx, B):
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        if hx is None:
+            return tuple(np.zeros(shape, self.dtype) for _ in range(self.cell.num_states))
+        if self.cell.num_states == 2:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ValueError("LSTM expects hx as a tuple (h_0, c_0)")
+            return tuple(check_state(s, name, shape, self.dtype) for s, name in zip(hx, ("h_0", "c_0")))
+        return (check_state(hx, "hx", shape, self.dtype),)
+
+    # ----------------------------------------------------------------------------------- backward
+
+    def backward(self, d_output, d_h_n=None, d_c_n=None, truncate=None):
+        """Backpropagation through time for the last `forward`.
+
+        Args:
+            d_output: dL/d output, shaped as the output.
+            d_h_n, d_c_n: dL/d h_n and (LSTM) dL/d c_n, (L*D, B, H); zeros when None.
+            truncate: backpropagate through the last `truncate` steps of each direction only.
+
+        Returns:
+            A dict with the gradient of every parameter under its state_dict name, and "input" (dL/dx, shaped as
+            x), "h0" (and "c0" for LSTM), (L*D, B, H). `self.hidden_grads` then holds dL/dh_t, (T, B, H), for
+            every layer-direction, keyed by its name suffix (e.g. "_l0", "_l1_reverse").
+        """
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward() first")
+        if truncate is not None and (not isinstance(truncate, (int, np.integer)) or truncate < 1):
+            raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
+        caches, mask, T, B = self._cache
+        D, H = self.num_directions, self.hidden_size
+        expected = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        d_output = check_array(d_output, "d_output", shape=expected, dtype=self.dtype)
+        if self.batch_first:
+            d_output = d_output.transpose(1, 0, 2)
+        state_shape = (self.num_layers * D, B, H)
+        d_finals = [
+            np.zeros(state_shape, self.dtype) if d is None else check_state(d, name, state_shape, self.dtype)
+            for d, name in ((d_h_n, "d_h_n"), (d_c_n, "d_c_n"))[: self.cell.num_states]
+        ]
+
+        grads = {}
+        d_states0 = [np.zeros(state_shape, self.dtype) for _ in range(self.cell.num_states)]
+        d_layer_output = d_output
+        for layer in reversed(range(self.num_layers)):
+            d_layer_input = None
+            for direction in range(D):
+                index = layer * D + direction
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                layer_input, cache = caches[index]
+                W_ih, W_hh, _, _ = self._weights(sfx)
+                d_ys = d_layer_output[:, :, direction * H : (direction + 1) * H]
+                d_final = tuple(d[index] for d in d_finals)
+                d_xp, d_hp, d_state0, dh = scan_backward(self.cell, d_ys, d_final, cache, W_hh, mask, truncate)
+                self.hidden_grads[sfx] = dh
+                # All weight gradients at once: sum over t and b of outer products is one matrix product.
+                G = d_xp.shape[2]
+                grads["weight_ih" + sfx] = d_xp.reshape(-1, G).T @ layer_input.reshape(T * B, -1)
+                grads["weight_hh" + sfx] = d_hp.reshape(-1, G).T @ cache.h_prev.reshape(T * B, H)
+                if self.bias:
+                    grads["bias_ih" + sfx] = d_xp.sum(axis=(0, 1))
+                    grads["bias_hh" + sfx] = d_hp.sum(axis=(0, 1))
+                d_in = d_xp @ W_ih  # (T, B, I_layer)
+                d_layer_input = d_in if d_layer_input is None else d_layer_input + d_in
+                for d0, d in zip(d_states0, d_state0):
+                    d0[index] = d
+            d_layer_output = d_layer_input
+
+        grads["input"] = d_layer_output.transpose(1, 0, 2) if self.batch_first else d_layer_output
+        grads["h0"] = d_states0[0]
+        if self.cell.num_states == 2:
+            grads["c0"] = d_states0[1]
+        return {name: grads[name] for name in [*self.params, "input", "h0", "c0"] if name in grads}
+
+    def __repr__(self):
+        extra = f", num_layers={self.num_layers}" if self.num_layers > 1 else ""
+        extra += ", bidirectional=True" if self.bidirectional else ""
+        extra += ", batch_first=True" if self.batch_first else ""
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
+
+
+class RNN(RecurrentLayer):
+    """Elman RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (or relu with nonlinearity="relu")."""
+
+    mode = "RNN_TANH"
+
+
+class LSTM(RecurrentLayer):
+    """LSTM with torch.nn.LSTM's equations and gate order (i, f, g, o); see `cells.LSTM`."""
+
+    mode = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, seed=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype)
+
+
+class GRU(RecurrentLayer):
+    """GRU with torch.nn.GRU's equations and gate order (r, z, n); see `cells.GRU`."""
+
+    mode = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, seed=None, dtype=np.float64):
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype)

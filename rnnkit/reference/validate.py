@@ -1,0 +1,40 @@
+"""Checks at the boundary of the reference engine: bad input fails here, with the expected and the given values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_array(x, name, ndim=None, shape=None, dtype=np.float64):
+    """Convert to a finite floating array of `dtype`, checking its rank or exact shape."""
+    try:
+        x = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}: {e}") from None
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got {x.ndim} (shape {x.shape})")
+    if shape is not None and x.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {x.shape}")
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{name} must be finite, got {x[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return x
+
+
+def check_state(s, name, shape, dtype):
+    """An initial state or a state gradient: exactly `shape` = (L*D, B, H)."""
+    return check_array(s, name, shape=shape, dtype=dtype)
+
+
+def check_lengths(lengths, T, B):
+    """Per-sequence lengths: B integers in [1, T]."""
+    arr = np.asarray(lengths)
+    if arr.shape != (B,):
+        raise ValueError(f"lengths: expected shape ({B},) (one per sequence), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"lengths must be integers, got {arr.tolist()}")
+        arr = arr.astype(np.int64)
+    if arr.min() < 1 or arr.max() > T:
+        raise ValueError(f"lengths must lie in [1, {T}] (the padded length), got min {arr.min()}, max {arr.max()}")
+    return arr.astype(np.int64)
