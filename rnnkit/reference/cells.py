@@ -3,14 +3,20 @@
 Exactly torch.nn's equations and gate order (LSTM i, f, g, o; GRU r, z, n). Each cell is a pair of pure
 functions over one step:
 
-    step(xp, state, W_hh, b_hh)              -> (state', cache)
-    step_backward(d_state', cache, W_hh)     -> (d_xp, d_hp, d_state)
+    step(xp, state, W_hh, b_hh)                     -> (state', cache)
+    step_backward(d_state', cache, W_hh, out=None)  -> (d_xp, d_hp, d_state)
 
 `xp = x_t W_ih^T + b_ih` is the input projection, computed for all time steps at once by the layer (one matrix
 product instead of T), and `hp = h W_hh^T + b_hh` is the recurrent projection. The backward returns the
-gradients of both projections, `d_xp` and `d_hp` (B, G), from which the layer forms every weight gradient with one
-matrix product after the time loop. For RNN and LSTM `d_xp == d_hp`; GRU is the exception, because r gates only
-the recurrent part of the candidate n.
+gradients of both projections, `d_xp` and `d_hp` (B, G), from which the layer forms every weight gradient with
+one matrix product after the time loop. For RNN and LSTM `d_xp == d_hp` (the same array is returned twice);
+GRU is the exception, because r gates only the recurrent part of the candidate n. When `out` (B, G) is given,
+`d_xp` is written into it, so a scan fills its (T, B, G) gradient buffer in place, one time step per call.
+
+Speed without hiding the math: a step is a handful of whole-array NumPy operations. Pre-activations are summed
+in place, the three sigmoid gates of an LSTM are one call over (B, 4H), and backward writes each gate's
+gradient into its slice of one (B, G) array instead of concatenating. Python float constants keep the arrays'
+dtype (float32 stays float32).
 
 A state is a tuple: `(h,)` for RNN and GRU, `(h, c)` for LSTM, each (B, H). Shapes: B batch, H hidden,
 G = gates * H.
@@ -21,9 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function, written with tanh so it never overflows: sigma(x) = (1 + tanh(x/2)) / 2."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function, written with tanh so it never overflows: sigma(x) = (1 + tanh(x/2)) / 2.
+
+    Args:
+        x: any array (or scalar).
+        out: optional array shaped as x to write the result into; it may be x itself.
+
+    Returns:
+        sigma(x), in `out` when given.
+    """
+    s = np.tanh(np.multiply(x, 0.5, out=out), out=out)  # tanh(x/2)
+    s += 1.0
+    s *= 0.5
+    return s
 
 
 class RNNTanh:
@@ -39,9 +56,9 @@ class RNNTanh:
         return (h_new,), (h_new,)
 
     @staticmethod
-    def step_backward(d_state, cache, W_hh):
+    def step_backward(d_state, cache, W_hh, out=None):
         (dh,), (h_new,) = d_state, cache
-        d_pre = dh * (1.0 - h_new * h_new)  # tanh' = 1 - tanh^2
+        d_pre = np.multiply(dh, 1.0 - h_new * h_new, out=out)  # tanh' = 1 - tanh^2
         return d_pre, d_pre, (d_pre @ W_hh,)
 
 
@@ -58,9 +75,9 @@ class RNNReLU:
         return (h_new,), (h_new,)
 
     @staticmethod
-    def step_backward(d_state, cache, W_hh):
+    def step_backward(d_state, cache, W_hh, out=None):
         (dh,), (h_new,) = d_state, cache
-        d_pre = dh * (h_new > 0)
+        d_pre = np.multiply(dh, h_new > 0, out=out)
         return d_pre, d_pre, (d_pre @ W_hh,)
 
 
@@ -81,34 +98,36 @@ class LSTM:
     @staticmethod
     def step(xp, state, W_hh, b_hh):
         h, c = state
-        a = xp + h @ W_hh.T + b_hh  # (B, 4H) pre-activations
         H = h.shape[1]
-        i = sigmoid(a[:, :H])
-        f = sigmoid(a[:, H : 2 * H])
-        g = np.tanh(a[:, 2 * H : 3 * H])
-        o = sigmoid(a[:, 3 * H :])
+        a = h @ W_hh.T  # (B, 4H) pre-activations a = xp + h W_hh^T + b_hh, summed in place
+        a += xp
+        a += b_hh
+        g = np.tanh(a[:, 2 * H : 3 * H])  # (B, H), taken before the sigmoid below overwrites a
+        gates = sigmoid(a, out=a)  # (B, 4H): one call for i, f, o; its g slice is not used
+        i, f, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 3 * H :]
         c_new = f * c + i * g
         tanh_c = np.tanh(c_new)
         h_new = o * tanh_c
         return (h_new, c_new), (c, i, f, g, o, tanh_c)
 
     @staticmethod
-    def step_backward(d_state, cache, W_hh):
+    def step_backward(d_state, cache, W_hh, out=None):
         dh, dc = d_state
         c, i, f, g, o, tanh_c = cache
-        do = dh * tanh_c
+        B, H = c.shape
+        d_a = np.empty((B, 4 * H), dtype=c.dtype) if out is None else out  # (B, 4H) d loss / d a
+        di, df, dg, do = d_a[:, :H], d_a[:, H : 2 * H], d_a[:, 2 * H : 3 * H], d_a[:, 3 * H :]  # views of d_a
+        np.multiply(dh, tanh_c, out=do)
         dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # through h' = o tanh(c')
-        di, df, dg = dc * g, dc * c, dc * i
-        d_pre = np.concatenate(
-            [
-                di * i * (1.0 - i),  # sigma' = sigma (1 - sigma)
-                df * f * (1.0 - f),
-                dg * (1.0 - g * g),
-                do * o * (1.0 - o),
-            ],
-            axis=1,
-        )  # (B, 4H)
-        return d_pre, d_pre, (d_pre @ W_hh, dc * f)
+        np.multiply(dc, g, out=di)
+        np.multiply(dc, c, out=df)
+        np.multiply(dc, i, out=dg)
+        # Through the nonlinearities, in place, so d_a now holds the gradients of the pre-activations.
+        di *= i * (1.0 - i)  # sigma' = sigma (1 - sigma)
+        df *= f * (1.0 - f)
+        dg *= 1.0 - g * g  # tanh' = 1 - tanh^2
+        do *= o * (1.0 - o)
+        return d_a, d_a, (d_a @ W_hh, dc * f)
 
 
 class GRU:
@@ -136,17 +155,20 @@ class GRU:
         return (h_new,), (h, r, z, n, hp_n)
 
     @staticmethod
-    def step_backward(d_state, cache, W_hh):
+    def step_backward(d_state, cache, W_hh, out=None):
         (dh,) = d_state
         h, r, z, n, hp_n = cache
+        B, H = h.shape
+        d_xp = np.empty((B, 3 * H), dtype=h.dtype) if out is None else out  # (B, 3H)
+        dr_pre, dz_pre, dn_pre = d_xp[:, :H], d_xp[:, H : 2 * H], d_xp[:, 2 * H :]  # views into d_xp
         dn = dh * (1.0 - z)
         dz = dh * (h - n)
-        dn_pre = dn * (1.0 - n * n)
+        np.multiply(dn, 1.0 - n * n, out=dn_pre)
         dr = dn_pre * hp_n
-        dr_pre = dr * r * (1.0 - r)
-        dz_pre = dz * z * (1.0 - z)
-        d_xp = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)  # (B, 3H)
-        d_hp = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)  # r multiplies W_hn h + b_hn
+        np.multiply(dr, r * (1.0 - r), out=dr_pre)
+        np.multiply(dz, z * (1.0 - z), out=dz_pre)
+        d_hp = d_xp.copy()  # (B, 3H)
+        d_hp[:, 2 * H :] *= r  # r multiplies W_hn h + b_hn
         return d_xp, d_hp, (dh * z + d_hp @ W_hh,)
 
 

@@ -1,7 +1,8 @@
 """Multi-layer, bidirectional recurrent layers in NumPy, with hand-written backpropagation through time.
 
 Parameters are named and shaped exactly as in a torch.nn state_dict (`weight_ih_l0`, `weight_hh_l0`,
-`bias_ih_l0`, `bias_hh_l0`, and `..._reverse` for the backward direction), so a trained torch model loads as-is:
+`bias_ih_l0`, `bias_hh_l0`, and `..._reverse` for the backward direction), so a trained torch model loads
+as-is:
 
     >>> import numpy as np
     >>> from rnnkit import reference
@@ -14,8 +15,8 @@ Parameters are named and shaped exactly as in a torch.nn state_dict (`weight_ih_
     >>> grads["weight_hh_l1"].shape, grads["input"].shape
     ((20, 5), (7, 4, 3))
 
-Each layer-direction: project all inputs at once (xp = x W_ih^T + b_ih, one matrix product), scan the cell over
-time, and in the backward pass form dW_ih, dW_hh with one matrix product each after the time loop.
+Each layer-direction: project all inputs at once (xp = x W_ih^T + b_ih, one matrix product), scan the cell
+over time, and in the backward pass form dW_ih, dW_hh with one matrix product each after the time loop.
 
 Shapes: T time, B batch, I input, H hidden, G = gates * H, L layers, D directions.
 """
@@ -46,7 +47,8 @@ class RecurrentLayer:
         seed: int | None = None,
         dtype=np.float64,
     ):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        sizes = (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers))
+        for name, value in sizes:
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.mode.startswith("RNN"):
@@ -129,13 +131,16 @@ class RecurrentLayer:
             x = x.transpose(1, 0, 2)
         T, B, I = x.shape
         if I != self.input_size:
-            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}")
+            raise ValueError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}"
+            )
         states0 = self._initial_states(hx, B)
         mask = None
         if lengths is not None:
             lengths = check_lengths(lengths, T, B)
             if (lengths < T).any():
-                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
+                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1) of 0/1
+                mask = mask.astype(self.dtype)  # not bool: 1 - mask must stay in the data's dtype
 
         caches, finals, layer_input = [], [], x
         for layer in range(self.num_layers):
@@ -143,7 +148,9 @@ class RecurrentLayer:
             for direction in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
                 W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
-                xp = layer_input @ W_ih.T + b_ih  # (T, B, G): all input projections in one product
+                # (T, B, G): all input projections in one 2-D product (NumPy would loop over T for a 3-D one)
+                xp = (layer_input.reshape(T * B, -1) @ W_ih.T).reshape(T, B, -1)
+                xp += b_ih
                 state0 = tuple(s[layer * self.num_directions + direction] for s in states0)
                 ys, final, cache = scan(self.cell, xp, state0, W_hh, b_hh, mask, reverse=bool(direction))
                 outputs.append(ys)
@@ -167,7 +174,8 @@ class RecurrentLayer:
         if self.cell.num_states == 2:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise ValueError("LSTM expects hx as a tuple (h_0, c_0)")
-            return tuple(check_state(s, name, shape, self.dtype) for s, name in zip(hx, ("h_0", "c_0")))
+            names = ("h_0", "c_0")
+            return tuple(check_state(s, name, shape, self.dtype) for s, name in zip(hx, names, strict=True))
         return (check_state(hx, "hx", shape, self.dtype),)
 
     # ----------------------------------------------------------------------------------- backward
@@ -181,9 +189,9 @@ class RecurrentLayer:
             truncate: backpropagate through the last `truncate` steps of each direction only.
 
         Returns:
-            A dict with the gradient of every parameter under its state_dict name, and "input" (dL/dx, shaped as
-            x), "h0" (and "c0" for LSTM), (L*D, B, H). `self.hidden_grads` then holds dL/dh_t, (T, B, H), for
-            every layer-direction, keyed by its name suffix (e.g. "_l0", "_l1_reverse").
+            A dict with the gradient of every parameter under its state_dict name, and "input" (dL/dx, shaped
+            as x), "h0" (and "c0" for LSTM), (L*D, B, H). `self.hidden_grads` then holds dL/dh_t, (T, B, H),
+            for every layer-direction, keyed by its name suffix (e.g. "_l0", "_l1_reverse").
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() first")
@@ -213,7 +221,9 @@ class RecurrentLayer:
                 W_ih, W_hh, _, _ = self._weights(sfx)
                 d_ys = d_layer_output[:, :, direction * H : (direction + 1) * H]
                 d_final = tuple(d[index] for d in d_finals)
-                d_xp, d_hp, d_state0, dh = scan_backward(self.cell, d_ys, d_final, cache, W_hh, mask, truncate)
+                d_xp, d_hp, d_state0, dh = scan_backward(
+                    self.cell, d_ys, d_final, cache, W_hh, mask, truncate
+                )
                 self.hidden_grads[sfx] = dh
                 # All weight gradients at once: sum over t and b of outer products is one matrix product.
                 G = d_xp.shape[2]
@@ -222,9 +232,9 @@ class RecurrentLayer:
                 if self.bias:
                     grads["bias_ih" + sfx] = d_xp.sum(axis=(0, 1))
                     grads["bias_hh" + sfx] = d_hp.sum(axis=(0, 1))
-                d_in = d_xp @ W_ih  # (T, B, I_layer)
+                d_in = (d_xp.reshape(T * B, G) @ W_ih).reshape(T, B, -1)  # (T, B, I_layer), one 2-D product
                 d_layer_input = d_in if d_layer_input is None else d_layer_input + d_in
-                for d0, d in zip(d_states0, d_state0):
+                for d0, d in zip(d_states0, d_state0, strict=True):
                     d0[index] = d
             d_layer_output = d_layer_input
 
@@ -254,7 +264,9 @@ class LSTM(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, seed=None, dtype=np.float64):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype)
+        super().__init__(
+            input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype
+        )
 
 
 class GRU(RecurrentLayer):
@@ -264,4 +276,6 @@ class GRU(RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  bidirectional=False, seed=None, dtype=np.float64):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype)
+        super().__init__(
+            input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype
+        )

@@ -1,9 +1,9 @@
 """Run one cell over time, forward and backward (backpropagation through time).
 
-`scan` applies a cell's step to every time step of the projected input; `scan_backward` walks the same steps in
-the opposite order, mirroring the forward line by line. Variable lengths are a mask: where `mask[t, b]` is 0 the
-sequence b has ended, its state passes through unchanged and its output is 0, so padding never touches the final
-state. In the reverse direction the same mask makes each sequence start at its own last element.
+`scan` applies a cell's step to every time step of the projected input; `scan_backward` walks the same steps
+in the opposite order, mirroring the forward line by line. Variable lengths are a mask: where `mask[t, b]` is
+0 the sequence b has ended, its state passes through unchanged and its output is 0, so padding never touches
+the final state. In the reverse direction the same mask makes each sequence start at its own last element.
 
 Shapes: T time, B batch, H hidden, G = gates * H.
 """
@@ -41,6 +41,7 @@ def scan(cell, xp, state0, W_hh, b_hh, mask=None, reverse=False):
     T = xp.shape[0]
     order = list(range(T - 1, -1, -1)) if reverse else list(range(T))
     state = state0
+    W_hh = np.asfortranarray(W_hh)  # same values, laid out so that W_hh.T (used by each step) is contiguous
     B, H = state0[0].shape
     ys = np.empty((T, B, H), dtype=xp.dtype)
     h_prev = np.empty((T, B, H), dtype=xp.dtype)
@@ -53,7 +54,7 @@ def scan(cell, xp, state0, W_hh, b_hh, mask=None, reverse=False):
             ys[t] = new_state[0]
         else:
             m = mask[t]  # (B, 1)
-            state = tuple(np.where(m, s_new, s) for s_new, s in zip(new_state, state))
+            state = tuple(np.where(m, s_new, s) for s_new, s in zip(new_state, state, strict=True))
             ys[t] = new_state[0] * m
         steps.append(step_cache)
     return ys, state, ScanCache(steps, h_prev, order)
@@ -75,7 +76,7 @@ def scan_backward(cell, d_ys, d_state_final, cache, W_hh, mask=None, truncate=No
     T, B, H = d_ys.shape
     G = cell.gates * H
     d_xp = np.zeros((T, B, G), dtype=d_ys.dtype)
-    d_hp = np.zeros((T, B, G), dtype=d_ys.dtype)
+    d_hp = None  # a separate buffer only for cells whose d_hp differs from d_xp (GRU); otherwise d_hp is d_xp
     dh_history = np.zeros((T, B, H), dtype=d_ys.dtype)
     d_state = d_state_final
     n_steps = len(cache.order) if truncate is None else min(truncate, len(cache.order))
@@ -89,11 +90,14 @@ def scan_backward(cell, d_ys, d_state_final, cache, W_hh, mask=None, truncate=No
         else:
             d_through = tuple(d * m for d in d_state)  # past a sequence's end the step was the identity
         dh_history[t] = d_through[0]
-        d_xp[t], d_hp[t], d_prev = cell.step_backward(d_through, cache.steps[k], W_hh)
+        d_xp_t, d_hp_t, d_prev = cell.step_backward(d_through, cache.steps[k], W_hh, out=d_xp[t])
+        if d_hp_t is not d_xp_t:
+            d_hp = np.zeros_like(d_xp) if d_hp is None else d_hp
+            d_hp[t] = d_hp_t
         if m is None:
             d_state = d_prev
         else:
-            d_state = tuple(dp + d * (1 - m) for dp, d in zip(d_prev, d_state))
+            d_state = tuple(dp + d * (1 - m) for dp, d in zip(d_prev, d_state, strict=True))
     if n_steps < len(cache.order):
         d_state = tuple(np.zeros_like(d) for d in d_state)
-    return d_xp, d_hp, d_state, dh_history
+    return d_xp, d_xp if d_hp is None else d_hp, d_state, dh_history
