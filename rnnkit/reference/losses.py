@@ -18,6 +18,12 @@ from .validate import check_array
 __all__ = ["log_softmax", "mse", "softmax_cross_entropy"]
 
 
+def _float_dtype(x):
+    """Keep a floating input's precision (float32 stays float32); anything else is computed in float64."""
+    dtype = np.asarray(x).dtype
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """log softmax over the last axis, stable for any finite logits.
 
@@ -35,7 +41,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
         >>> np.round(np.exp(log_softmax(np.array([0.0, np.log(3.0)]))), 6)
         array([0.25, 0.75])
     """
-    z = np.asarray(logits, dtype=np.float64)
+    z = np.asarray(logits, dtype=_float_dtype(logits))
     shifted = z - z.max(axis=-1, keepdims=True)  # (..., C), every entry <= 0
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
@@ -47,7 +53,7 @@ def softmax_cross_entropy(logits, targets) -> tuple[float, np.ndarray]:
         dL/dz = (softmax(z) - onehot(y)) / N
 
     Args:
-        logits: (N, C) unnormalised scores.
+        logits: (N, C) unnormalised scores (float32 stays float32; the loss is a Python float).
         targets: (N,) integer class indices in [0, C).
 
     Returns:
@@ -58,7 +64,7 @@ def softmax_cross_entropy(logits, targets) -> tuple[float, np.ndarray]:
         >>> bool(np.isclose(loss, np.log(4))), d.shape
         (True, (2, 4))
     """
-    z = check_array(logits, "logits", ndim=2)
+    z = check_array(logits, "logits", ndim=2, dtype=_float_dtype(logits))
     N, C = z.shape
     if N == 0 or C == 0:
         raise ValueError(f"logits must have at least one example and one class, got shape {z.shape}")
@@ -94,8 +100,8 @@ def mse(pred, target) -> tuple[float, np.ndarray]:
         >>> mse(np.array([1.0, 3.0]), np.array([0.0, 0.0]))[0]
         5.0
     """
-    p = check_array(pred, "pred")
-    y = check_array(target, "target")
+    p = check_array(pred, "pred", dtype=_float_dtype(pred))
+    y = check_array(target, "target", dtype=p.dtype)
     if p.shape != y.shape:
         raise ValueError(f"target: expected shape {p.shape} (the shape of pred), got {y.shape}")
     if p.size == 0:
