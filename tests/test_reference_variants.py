@@ -36,7 +36,7 @@ def torch_oracle(mode, layer, params, x, h0, c0, masks, lengths):
             zeros = torch.zeros(W_hh.shape[0], dtype=torch.float64)
             b_ih, b_hh = params.get("bias_ih" + sfx, zeros), params.get("bias_hh" + sfx, zeros)
             if training and layer.weight_drop > 0:
-                W_hh = W_hh * masks["weight_drop"][index] / (1 - layer.weight_drop)
+                W_hh = W_hh * masks["weight_drop" + sfx]  # already Bernoulli(1 - p) / (1 - p)
 
             def ln(v, part, sfx=sfx):
                 if not layer.layer_norm:
@@ -50,7 +50,7 @@ def torch_oracle(mode, layer, params, x, h0, c0, masks, lengths):
             for t in reversed(range(T)) if d else range(T):
                 h_in = h
                 if training and layer.recurrent_dropout > 0:
-                    h_in = h * masks["recurrent_dropout"][index] / (1 - layer.recurrent_dropout)
+                    h_in = h * masks["recurrent_dropout" + sfx]
                 hp = ln(h_in @ W_hh.T, "hh") + b_hh
                 c_new = None
                 if mode == "LSTM":
@@ -70,10 +70,10 @@ def torch_oracle(mode, layer, params, x, h0, c0, masks, lengths):
                     h_new = torch.relu(xp[t] + hp)
                 if layer.zoneout > 0:
                     p = layer.zoneout
-                    d_h = masks["zoneout_h"][index, t] if training else p
+                    d_h = masks["zoneout_h" + sfx][t] if training else p
                     h_new = d_h * h + (1 - d_h) * h_new
                     if mode == "LSTM":
-                        d_c = masks["zoneout_c"][index, t] if training else p
+                        d_c = masks["zoneout_c" + sfx][t] if training else p
                         c_new = d_c * c + (1 - d_c) * c_new
                 if lengths is None:
                     h, c, ys[t] = h_new, c_new, h_new
@@ -179,7 +179,7 @@ def test_eval_mode_is_deterministic_and_takes_the_zoneout_expectation(mode):
     assert np.array_equal(out1, out2)
     assert layer.last_masks == {}
     with pytest.raises(ValueError, match="training mode only"):
-        layer.forward(x, masks={"zoneout_h": np.ones((2, 4, 2, 3))})
+        layer.forward(x, masks={"zoneout_h_l0": np.ones((4, 2, 3))})
 
 
 def test_given_masks_are_used_and_drawn_masks_are_reported():
@@ -187,12 +187,12 @@ def test_given_masks_are_used_and_drawn_masks_are_reported():
     layer = variants.VariantLSTM(4, 3, bidirectional=True, seed=10, **options)
     rng = np.random.default_rng(11)
     T, B = 6, 2
-    masks = {
-        "recurrent_dropout": (rng.random((2, B, 3)) < 0.5) * 1.0,
-        "weight_drop": (rng.random((2, 12, 3)) < 0.5) * 1.0,
-        "zoneout_h": (rng.random((2, T, B, 3)) < 0.4) * 1.0,
-        "zoneout_c": (rng.random((2, T, B, 3)) < 0.4) * 1.0,
-    }
+    masks = {}
+    for sfx in ("_l0", "_l0_reverse"):
+        masks["recurrent_dropout" + sfx] = (rng.random((B, 3)) < 0.5) * 2.0  # 0 or 1 / (1 - p)
+        masks["weight_drop" + sfx] = (rng.random((12, 3)) < 0.5) * 2.0
+        masks["zoneout_h" + sfx] = (rng.random((T, B, 3)) < 0.4) * 1.0
+        masks["zoneout_c" + sfx] = (rng.random((T, B, 3)) < 0.4) * 1.0
     used = check_against_torch(layer, T=T, B=B, masks=masks, seed=12)
     for name in masks:
         assert np.array_equal(used[name], masks[name])
@@ -200,7 +200,9 @@ def test_given_masks_are_used_and_drawn_masks_are_reported():
     out_drawn, _ = layer.forward(x)  # masks drawn from the layer's generator
     drawn = layer.last_masks
     assert sorted(drawn) == sorted(masks)
-    assert set(np.unique(drawn["zoneout_h"])) <= {0.0, 1.0}
+    assert set(np.unique(drawn["zoneout_h_l0"])) == {0.0, 1.0}
+    assert set(np.unique(drawn["recurrent_dropout_l0_reverse"])) == {0.0, 2.0}
+    assert set(np.unique(drawn["weight_drop_l0"])) == {0.0, 2.0}
     out_again, _ = layer.forward(x, masks=drawn)
     assert np.array_equal(out_drawn, out_again)
     out_other, _ = layer.forward(x, masks=masks)
@@ -211,15 +213,19 @@ def test_mask_validation():
     layer = variants.VariantGRU(4, 3, zoneout=0.3, seed=0)
     x = np.zeros((5, 2, 4))
     with pytest.raises(ValueError, match="unexpected masks"):
-        layer.forward(x, masks={"recurrent_dropout": np.ones((1, 2, 3))})
-    with pytest.raises(ValueError, match=r"expected shape \(1, 5, 2, 3\), got \(1, 5, 2, 4\)"):
-        layer.forward(x, masks={"zoneout_h": np.ones((1, 5, 2, 4))})
+        layer.forward(x, masks={"recurrent_dropout_l0": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="unexpected masks"):
+        layer.forward(x, masks={"zoneout_h": np.ones((5, 2, 3))})
+    with pytest.raises(ValueError, match=r"expected shape \(5, 2, 3\), got \(5, 2, 4\)"):
+        layer.forward(x, masks={"zoneout_h_l0": np.ones((5, 2, 4))})
     with pytest.raises(ValueError, match="only 0 and 1"):
-        layer.forward(x, masks={"zoneout_h": np.full((1, 5, 2, 3), 0.5)})
+        layer.forward(x, masks={"zoneout_h_l0": np.full((5, 2, 3), 0.5)})
     with pytest.raises(ValueError, match=r"recurrent_dropout must be a probability in \[0, 1\), got 1.0"):
         variants.VariantLSTM(4, 3, recurrent_dropout=1.0)
     with pytest.raises(ValueError, match="zoneout must be a probability"):
         variants.VariantLSTM(4, 3, zoneout=-0.1)
+    with pytest.raises(ValueError, match="zoneout must be a probability"):
+        variants.VariantLSTM(4, 3, zoneout=1.0)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])

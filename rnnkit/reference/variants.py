@@ -10,20 +10,22 @@ The twins of rnnkit.nn's variant layers; both implement the equations of the sha
 
 How masks are passed
 --------------------
-`layer.forward(x, hx=None, lengths=None, masks=None)`. `masks` is a dict of arrays of 0/1, **1 = keep**:
+`layer.forward(x, hx=None, lengths=None, masks=None)`. `masks` is a flat dict keyed by kind + layer-direction
+suffix (sfx = "_l0", "_l0_reverse", "_l1", ...), the same layout as rnnkit.nn's `masks=` / `last_masks`:
 
-    "recurrent_dropout": (L*D, B, H)     keep unit j of the state entering W_hh; the layer applies m / (1 - p)
-    "weight_drop":       (L*D, G, H)     keep entry of W_hh; the layer applies W_hh * M / (1 - p)
-    "zoneout_h":         (L*D, T, B, H)  d_t of the spec: 1 = keep the previous h (no rescaling)
-    "zoneout_c":         (L*D, T, B, H)  LSTM only; the same for c
+    "recurrent_dropout{sfx}": (B, H)     multiplier m of the state entering W_hh, Bernoulli(1 - p) / (1 - p):
+                                         0 (dropped) or 1 / (1 - p) (kept), already scaled
+    "weight_drop{sfx}":       (G, H)     multiplier M of W_hh, Bernoulli(1 - p) / (1 - p), already scaled
+    "zoneout_h{sfx}":         (T, B, H)  d_t of the spec, 0/1, 1 = keep the previous h (no scaling)
+    "zoneout_c{sfx}":         (T, B, H)  LSTM only; the same for c
 
-The first index is the layer-direction, `layer * D + direction`, in the order of h_0. The zoneout masks
-are indexed by true time t (the reverse direction reads [k, t] when it processes time t) and are time-major
-whatever `batch_first`. p is the layer's `recurrent_dropout`, `weight_drop` or `zoneout`.
+Zoneout masks are indexed by input time t (the reverse direction reads [t] when it processes time t) and are
+time-major whatever `batch_first`. p is the layer's `recurrent_dropout`, `weight_drop` or `zoneout`, each in
+[0, 1).
 
 Masks apply in training mode only (`layer.training`, True by default; `layer.eval()` / `layer.train()`), and
 only to options with p > 0. A mask that is left out is drawn from the layer's generator; `layer.last_masks`
-holds the masks of the last forward (the same dict layout), so they can be fed to the torch layer. In eval
+holds the masks of the last forward (the same layout), so they can be fed to the torch layer and back. In eval
 mode no masks are accepted: m = 1, M = 1, and zoneout takes its expectation h_t = p h_{t-1} + (1 - p) h~_t,
 so eval is deterministic.
 
@@ -276,11 +278,9 @@ VARIANT_CELLS = {
 # ----------------------------------------------------------------------------------- layers
 
 
-def _check_probability(name, p, upper_inclusive):
-    ok = isinstance(p, (int, float, np.floating)) and 0.0 <= p and (p <= 1.0 if upper_inclusive else p < 1.0)
-    if not ok:
-        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
-        raise ValueError(f"{name} must be a probability in {bound}, got {p!r}")
+def _check_probability(name, p):
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
     return float(p)
 
 
@@ -294,7 +294,7 @@ class VariantLayer(RecurrentLayer):
     Args:
         layer_norm: normalise x W_ih^T and h W_hh^T (and c for LSTM).
         recurrent_dropout: p of the variational mask on the state entering W_hh, in [0, 1).
-        zoneout: p of keeping the previous h (and c), in [0, 1].
+        zoneout: p of keeping the previous h (and c), in [0, 1).
         weight_drop: p of DropConnect on W_hh, in [0, 1).
         The rest as `layers.RecurrentLayer`.
     """
@@ -316,9 +316,9 @@ class VariantLayer(RecurrentLayer):
         dtype=np.float64,
     ):
         self.layer_norm = bool(layer_norm)
-        self.recurrent_dropout = _check_probability("recurrent_dropout", recurrent_dropout, False)
-        self.zoneout = _check_probability("zoneout", zoneout, True)
-        self.weight_drop = _check_probability("weight_drop", weight_drop, False)
+        self.recurrent_dropout = _check_probability("recurrent_dropout", recurrent_dropout)
+        self.zoneout = _check_probability("zoneout", zoneout)
+        self.weight_drop = _check_probability("weight_drop", weight_drop)
         super().__init__(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, bidirectional,
                          seed, dtype)
         self.cell_class = VARIANT_CELLS[self.mode]
@@ -352,21 +352,22 @@ class VariantLayer(RecurrentLayer):
     # ----------------------------------------------------------------------------------- masks
 
     def _mask_shapes(self, T, B):
-        """The 0/1 keep-mask each enabled option needs in training, with its p."""
-        LD, H, G = self.num_layers * self.num_directions, self.hidden_size, self.cell.gates * self.hidden_size
+        """The mask each enabled option needs in training, keyed kind + suffix: (shape, p)."""
+        H, G = self.hidden_size, self.cell.gates * self.hidden_size
         shapes = {}
-        if self.recurrent_dropout > 0:
-            shapes["recurrent_dropout"] = ((LD, B, H), self.recurrent_dropout)
-        if self.weight_drop > 0:
-            shapes["weight_drop"] = ((LD, G, H), self.weight_drop)
-        if self.zoneout > 0:
-            shapes["zoneout_h"] = ((LD, T, B, H), self.zoneout)
-            if self.mode == "LSTM":
-                shapes["zoneout_c"] = ((LD, T, B, H), self.zoneout)
+        for _, _, sfx in self._suffixes():
+            if self.recurrent_dropout > 0:
+                shapes["recurrent_dropout" + sfx] = ((B, H), self.recurrent_dropout)
+            if self.weight_drop > 0:
+                shapes["weight_drop" + sfx] = ((G, H), self.weight_drop)
+            if self.zoneout > 0:
+                shapes["zoneout_h" + sfx] = ((T, B, H), self.zoneout)
+                if self.mode == "LSTM":
+                    shapes["zoneout_c" + sfx] = ((T, B, H), self.zoneout)
         return shapes
 
     def _resolve_masks(self, masks, T, B):
-        """The keep-masks of this forward: given ones checked, missing ones drawn; {} in eval."""
+        """The masks of this forward: given ones checked, missing ones drawn; {} in eval."""
         masks = {} if masks is None else dict(masks)
         if not self.training:
             if masks:
@@ -380,28 +381,25 @@ class VariantLayer(RecurrentLayer):
         for name, (shape, p) in shapes.items():
             if name in masks:
                 m = check_array(masks[name], f"masks[{name!r}]", shape=shape, dtype=self.dtype)
-                if not np.isin(m, (0.0, 1.0)).all():
-                    raise ValueError(f"masks[{name!r}] must hold only 0 and 1 (1 = keep)")
-            else:  # dropout masks keep with probability 1 - p; zoneout keeps the previous state with p
-                keep = p if name.startswith("zoneout") else 1.0 - p
-                m = (self.rng.random(shape) < keep).astype(self.dtype)
+                if name.startswith("zoneout") and not np.isin(m, (0.0, 1.0)).all():
+                    raise ValueError(f"masks[{name!r}] must hold only 0 and 1 (1 = keep the previous value)")
+            elif name.startswith("zoneout"):  # d ~ Bernoulli(p): keep the previous state
+                m = (self.rng.random(shape) < p).astype(self.dtype)
+            else:  # inverted dropout: Bernoulli(1 - p) / (1 - p)
+                m = (self.rng.random(shape) < 1.0 - p).astype(self.dtype) / (1.0 - p)
             resolved[name] = m
         return resolved
 
-    def _direction_masks(self, masks, index, T):
-        """Per layer-direction: (scaled dropout mask, scaled weight-drop mask, zoneout tuple) or Nones."""
-        dropout = weight = zoneout = None
-        if "recurrent_dropout" in masks:
-            dropout = masks["recurrent_dropout"][index] / (1.0 - self.recurrent_dropout)  # (B, H)
-        if "weight_drop" in masks:
-            weight = masks["weight_drop"][index] / (1.0 - self.weight_drop)  # (G, H)
+    def _direction_masks(self, masks, sfx, T):
+        """Per layer-direction: (dropout multiplier, weight-drop multiplier, zoneout tuple), each or None."""
+        zoneout = None
         if self.zoneout > 0:
             names = ("zoneout_h", "zoneout_c")[: self.cell.num_states]
             if self.training:
-                zoneout = tuple(masks[name][index] for name in names)  # (T, B, H) each
+                zoneout = tuple(masks[name + sfx] for name in names)  # (T, B, H) each
             else:  # the expectation: d_t = p everywhere
                 zoneout = tuple(np.full((T, 1, 1), self.zoneout, self.dtype) for _ in names)
-        return dropout, weight, zoneout
+        return masks.get("recurrent_dropout" + sfx), masks.get("weight_drop" + sfx), zoneout
 
     # ----------------------------------------------------------------------------------- forward
 
@@ -412,7 +410,8 @@ class VariantLayer(RecurrentLayer):
             x: (T, B, I), or (B, T, I) when batch_first.
             hx: initial state(s), (L*D, B, H); for LSTM a pair (h_0, c_0). Zeros when None.
             lengths: (B,) the length of each sequence, 1 <= length <= T; None means all T.
-            masks: dict of 0/1 keep-masks, training mode only; missing ones are drawn.
+            masks: dict of masks keyed kind + suffix (module docstring); training mode only;
+                missing ones are drawn.
 
         Returns:
             output (T, B, D*H) (or batch first), and h_n (L*D, B, H) -- for LSTM (h_n, c_n).
@@ -441,7 +440,7 @@ class VariantLayer(RecurrentLayer):
                 index = layer * self.num_directions + direction
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
                 W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
-                dropout, weight, zoneout = self._direction_masks(masks, index, T)
+                dropout, weight, zoneout = self._direction_masks(masks, sfx, T)
                 W_hh_used = W_hh if weight is None else W_hh * weight  # DropConnect, shared over B and T
                 v = layer_input @ W_ih.T  # (T, B, G): all input projections in one product
                 ln_cache = None
