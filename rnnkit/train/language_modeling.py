@@ -1,0 +1,254 @@
+"""The language-modelling task: text -> vocabulary -> token streams -> `LanguageModel`, trained by the engine.
+
+Data: `data.path` is a text file (or a folder of .txt files) split in time into the first (1 - f) for
+training and the last f for validation, or a folder holding train.txt and valid.txt (WikiText layout), used
+as given. The vocabulary is built from all the text read, so validation never meets an unknown character.
+
+Training is stateful truncated BPTT: each batch continues the rows of the previous one, and the recurrent
+state is carried across batches with its graph cut (`detach_state`).
+
+    >>> from rnnkit.train.language_modeling import LanguageModelRunConfig
+    >>> LanguageModelRunConfig().model.cell
+    'lstm'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from rnnkit.data.text import TokenStream, Vocabulary, read_text, split
+from rnnkit.models.language_model import (
+    LanguageModel,
+    LanguageModelConfig,
+    detach_state,
+    language_model_metrics,
+)
+
+from .checkpoint import CheckpointError, load_model_file
+from .config import OptimConfig, TrainerConfig, dump_yaml, to_dict
+from .module import Task
+from .trainer import FitResult, evaluate, fit, make_run_dir, write_command
+
+__all__ = [
+    "TASK",
+    "TextDataConfig",
+    "LanguageModelRunConfig",
+    "language_model_task",
+    "train_language_model",
+    "load_language_model",
+    "evaluate_language_model",
+]
+
+TASK = "language_model"
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Where the text is and how it is cut into batches.
+
+    Args:
+        path: a text file, a folder of .txt files, or a folder with train.txt and valid.txt.
+        level: "char" or "word" tokens.
+        valid_fraction: the last fraction of a single text held out for validation.
+        batch_size: B, parallel rows of the stream per process.
+        bptt: T, time steps per batch (the truncation length of BPTT).
+        min_freq: word level: drop rarer words (they become <unk>).
+        max_vocab: word level: keep at most this many tokens (0 = no limit).
+    """
+
+    path: str = ""
+    level: str = "char"
+    valid_fraction: float = 0.1
+    batch_size: int = 32
+    bptt: int = 64
+    min_freq: int = 1
+    max_vocab: int = 0
+
+    def __post_init__(self):
+        if self.level not in ("char", "word"):
+            raise ValueError(f"data.level must be 'char' or 'word', got {self.level!r}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ValueError(f"data.valid_fraction must be in (0, 1), got {self.valid_fraction}")
+        for name in ("batch_size", "bptt", "min_freq"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_vocab < 0:
+            raise ValueError(f"data.max_vocab must be >= 0, got {self.max_vocab}")
+
+
+@dataclass(frozen=True)
+class LanguageModelRunConfig:
+    """The whole configuration of `rnnkit train` for a language model (what configs/*.yaml hold)."""
+
+    task: str = TASK
+    model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
+    data: TextDataConfig = field(default_factory=TextDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self):
+        if self.task != TASK:
+            raise ValueError(
+                f"task must be {TASK!r} (the only task `rnnkit train` knows so far), got {self.task!r}"
+            )
+
+
+def read_corpus(data: TextDataConfig) -> tuple[str, str | None]:
+    """(train text, valid text) for a folder with train.txt/valid.txt, else (all text, None)."""
+    if not data.path:
+        raise ValueError("no training text: give --data PATH (or data.path in the config)")
+    path = Path(data.path)
+    if path.is_dir() and (path / "train.txt").is_file() and (path / "valid.txt").is_file():
+        return read_text(path / "train.txt"), read_text(path / "valid.txt")
+    return read_text(path), None
+
+
+def _token_ids(
+    data: TextDataConfig, vocab: Vocabulary | None
+) -> tuple[torch.Tensor, torch.Tensor, Vocabulary]:
+    train_text, valid_text = read_corpus(data)
+    if vocab is None:
+        vocab = Vocabulary.build(
+            train_text + (valid_text or ""),
+            level=data.level,
+            min_freq=data.min_freq,
+            max_size=data.max_vocab or None,
+        )
+    if valid_text is None:
+        train_ids, valid_ids = split(torch.tensor(vocab.encode(train_text)), data.valid_fraction)
+    else:
+        train_ids, valid_ids = torch.tensor(vocab.encode(train_text)), torch.tensor(vocab.encode(valid_text))
+    return train_ids, valid_ids, vocab
+
+
+def lm_loss(model: LanguageModel, batch, carry):
+    """One TBPTT window: continue from the carried state with its graph cut; returns (loss, state, tokens)."""
+    inputs, targets = batch  # (B, T), (B, T)
+    _, state, loss = model(inputs, detach_state(carry), targets)
+    return loss, state, targets.numel()
+
+
+def language_model_task(config: LanguageModelRunConfig, vocab: Vocabulary | None = None):
+    """Build the Task (model, streams, metrics) and the config with model.vocab_size filled in."""
+    train_ids, valid_ids, vocab = _token_ids(config.data, vocab)
+    if config.model.vocab_size not in (0, len(vocab)):
+        raise ValueError(
+            f"model.vocab_size is {config.model.vocab_size} but the data's vocabulary has {len(vocab)} "
+            "tokens (set it to 0 to take it from the data)"
+        )
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, vocab_size=len(vocab)))
+    data = config.data
+
+    def train_batches(rank: int, world_size: int) -> TokenStream:
+        return TokenStream(train_ids, data.batch_size, data.bptt, rank=rank, world_size=world_size)
+
+    def valid_batches(rank: int, world_size: int) -> TokenStream:
+        batch_size = max(1, min(data.batch_size, (len(valid_ids) - 1) // (world_size * data.bptt)))
+        return TokenStream(valid_ids, batch_size, data.bptt, rank=rank, world_size=world_size)
+
+    task = Task(
+        name=TASK,
+        model=LanguageModel(config.model),
+        loss=lm_loss,
+        train_batches=train_batches,
+        valid_batches=valid_batches,
+        metrics=language_model_metrics,
+        metadata={"config": to_dict(config), "vocabulary": vocab.to_json()},
+    )
+    return task, config, vocab
+
+
+def train_language_model(
+    config: LanguageModelRunConfig,
+    resume_dir: str | Path | None = None,
+    argv: list[str] | None = None,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Train a language model; `resume_dir` continues that run exactly (same config from its config.yaml)."""
+    vocab = None
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        vocab_file = run_dir / "vocabulary.json"
+        if not vocab_file.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: {vocab_file} not found (is {run_dir} an rnnkit run directory?)"
+            )
+        vocab = Vocabulary.from_json(json.loads(vocab_file.read_text(encoding="utf-8")))
+    pl.seed_everything(config.trainer.seed, verbose=False)
+    task, config, vocab = language_model_task(config, vocab)
+    if resume_dir is None:
+        run_dir = make_run_dir(config.trainer, TASK)
+    if pl.utilities.rank_zero_only.rank == 0:
+        dump_yaml(config, run_dir / "config.yaml")
+        (run_dir / "vocabulary.json").write_text(
+            json.dumps(vocab.to_json(), ensure_ascii=False), encoding="utf-8"
+        )
+        write_command(run_dir, argv)
+    return fit(
+        task, config.optim, config.trainer, run_dir, resume=resume_dir is not None, callbacks=callbacks
+    )
+
+
+def load_language_model(
+    path: str | Path, map_location: str = "cpu"
+) -> tuple[LanguageModel, Vocabulary, dict]:
+    """Load a model file written by training -> (model in eval mode, vocabulary, metadata)."""
+    state_dict, meta = load_model_file(path, task=TASK)
+    try:
+        model_config = LanguageModelConfig(**meta["config"]["model"])
+        vocab = Vocabulary.from_json(meta["vocabulary"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: language-model metadata is incomplete: {e!r}") from e
+    model = LanguageModel(model_config)
+    try:
+        model.load_state_dict({k: v.to(map_location) for k, v in state_dict.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model its metadata describes: {e}") from e
+    return model.eval(), vocab, meta
+
+
+def evaluate_language_model(
+    checkpoint: str | Path,
+    data_path: str | Path,
+    split_name: str = "valid",
+    batch_size: int = 0,
+    bptt: int = 0,
+    accelerator: str = "auto",
+    progress_bar: bool = True,
+) -> dict[str, float]:
+    """Cross-entropy (nats), bits per token and perplexity of a trained model on text.
+
+    Args:
+        checkpoint: a model file (model.safetensors of a run).
+        data_path: text file or folder, read as in training.
+        split_name: "valid" (the training run's held-out part), "train", or "all" (the whole text).
+        batch_size, bptt: 0 = as in training.
+    """
+    model, vocab, meta = load_language_model(checkpoint)
+    data = TextDataConfig(**meta["config"]["data"])
+    data = dataclasses.replace(
+        data, path=str(data_path), batch_size=batch_size or data.batch_size, bptt=bptt or data.bptt
+    )
+    if split_name not in ("valid", "train", "all"):
+        raise ValueError(f"split must be 'valid', 'train' or 'all', got {split_name!r}")
+    train_ids, valid_ids, _ = _token_ids(data, vocab)
+    ids = {"train": train_ids, "valid": valid_ids, "all": torch.cat([train_ids, valid_ids])}[split_name]
+    rows = max(1, min(data.batch_size, (len(ids) - 1) // data.bptt))
+    stream = TokenStream(ids, rows, data.bptt)
+    task = Task(
+        name=TASK,
+        model=model,
+        loss=lm_loss,
+        train_batches=lambda r, w: [],
+        valid_batches=lambda r, w: stream,
+        metrics=language_model_metrics,
+    )
+    metrics = evaluate(task, TrainerConfig(accelerator=accelerator, devices=1, progress_bar=progress_bar))
+    metrics["valid_tokens"] = float(stream.targets.numel())  # the remainder that fills no row is not scored
+    return metrics

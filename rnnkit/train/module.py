@@ -1,0 +1,178 @@
+"""The thin adapter between a task and PyTorch Lightning: `Task` says what, `TaskModule` plugs it in.
+
+A task is a plain nn.Module plus four functions (see `Task`); the adapter knows nothing about RNNs. It only
+carries an opaque `carry` from one training batch to the next (the detached recurrent state for stateful
+truncated BPTT), resets it at the start of every epoch and validation run, and saves it -- with the position
+in the epoch and the RNG state of every process -- in the checkpoint, so a resumed run continues exactly.
+
+Validation metrics are token-weighted: sum(loss_b * n_b) / sum(n_b) over batches and processes, then the
+task turns the mean loss into its metrics (for a language model: nats, bits per token, perplexity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from .config import OptimConfig
+
+__all__ = ["Task", "TaskModule", "ResumableBatches", "tree_map"]
+
+LossFn = Callable[[nn.Module, Any, Any], tuple[torch.Tensor, Any, int]]
+
+
+@dataclass
+class Task:
+    """Everything the engine needs to train and evaluate one kind of model.
+
+    Args:
+        name: the task's name, stored in checkpoints ("language_model", ...).
+        model: a plain nn.Module.
+        loss: (model, batch, carry) -> (mean loss, new carry, number of targets in the batch); `carry` is None
+            at the start of an epoch. Stateless tasks return None as the carry.
+        train_batches: (rank, world_size) -> an iterable of batches (same number on every rank).
+        valid_batches: like train_batches, or None for no validation.
+        metrics: mean loss -> {name: value}; logged with a "valid_" prefix.
+        metadata: JSON-ready facts saved with the model (config, vocabulary, ...).
+    """
+
+    name: str
+    model: nn.Module
+    loss: LossFn
+    train_batches: Callable[[int, int], Iterable]
+    valid_batches: Callable[[int, int], Iterable] | None = None
+    metrics: Callable[[float], dict[str, float]] = lambda loss: {"loss": loss}
+    metadata: dict = field(default_factory=dict)
+
+
+def tree_map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
+    """Apply `fn` to every tensor of a nested tuple/list (None and other leaves pass through)."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree)
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(tree_map(fn, t) for t in tree)
+    return tree
+
+
+class ResumableBatches:
+    """An iterable that starts its next pass at batch `start` (set when resuming mid-epoch), then from 0."""
+
+    def __init__(self, batches: Iterable, start: int = 0):
+        self.batches, self.start = batches, start
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        for j, batch in enumerate(self.batches):
+            if j >= start:
+                yield batch
+
+
+def make_optimizer(params, config: OptimConfig) -> torch.optim.Optimizer:
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    optimizer = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
+    return optimizer(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class TaskModule(pl.LightningModule):
+    """LightningModule around a `Task`: training/validation steps, optimiser, exact-resume state."""
+
+    def __init__(self, task: Task, optim: OptimConfig):
+        super().__init__()
+        self.task, self.optim_config = task, optim
+        self.model = task.model
+        self._carry: Any = None
+        self._batches_done = 0  # batches of the current epoch finished by training_step
+        self._resume: dict | None = None
+
+    # ---- data ----
+    def train_dataloader(self):
+        start = self._resume["batches_done"] if self._resume else 0
+        batches = self.task.train_batches(self.global_rank, self.trainer.world_size)
+        return ResumableBatches(batches, start if start < len(batches) else 0)
+
+    def val_dataloader(self):
+        if self.task.valid_batches is None:
+            return []
+        return self.task.valid_batches(self.global_rank, self.trainer.world_size)
+
+    # ---- steps ----
+    def on_train_batch_start(self, batch, batch_idx):
+        if self._resume is not None:  # restore RNG and carry right before the first resumed step
+            rank = self.global_rank
+            torch.set_rng_state(self._resume["rng"][rank])
+            if torch.cuda.is_available() and self._resume.get("cuda_rng"):
+                torch.cuda.set_rng_state(self._resume["cuda_rng"][rank])
+            self._carry = tree_map(lambda t: t.to(self.device), self._resume["carry"][rank])
+            self._resume = None
+
+    def training_step(self, batch, batch_idx):
+        if batch_idx == 0:
+            self._carry = None  # a new epoch starts the stream again from a zero state
+        loss, self._carry, count = self.task.loss(self.model, batch, self._carry)
+        self._batches_done = batch_idx + 1
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val_carry = None
+        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch, batch_idx):
+        loss, self._val_carry, count = self.task.loss(self.model, batch, self._val_carry)
+        self._val_sum += loss.detach().double() * count
+        self._val_count += count
+
+    def on_validation_epoch_end(self):
+        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
+        if count.item() == 0:
+            return
+        metrics = self.task.metrics(float(total / count))
+        self.log_dict({f"valid_{k}": float(v) for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self):
+        return make_optimizer(self.model.parameters(), self.optim_config)
+
+    # ---- exact resume ----
+    def _gather(self, tree: Any) -> list:
+        """Per-rank list of a tensor tree (every rank calls this; rank 0 writes the checkpoint)."""
+        world = self.trainer.world_size
+        if world == 1:
+            return [tree]
+        gathered = self.all_gather(tree)  # each tensor gains a leading (world,) dim
+        return [tree_map(lambda t, r=r: t[r].cpu(), gathered) for r in range(world)]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        carry = tree_map(lambda t: t.detach(), self._carry)
+        state = {
+            "batches_done": self._batches_done,
+            "carry": self._gather(carry),
+            "rng": [t.to(torch.uint8) for t in self._gather(torch.get_rng_state().to(self.device))],
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = [t.cpu() for t in self._gather(torch.cuda.get_rng_state().to(self.device))]
+        checkpoint["rnnkit_resume"] = state
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rnnkit_resume")
+        if state is None:
+            raise ValueError("the checkpoint holds no rnnkit resume state (not written by rnnkit train)")
+        if len(state["rng"]) != self.trainer.world_size:
+            raise ValueError(
+                f"the checkpoint was written by {len(state['rng'])} processes, this run has "
+                f"{self.trainer.world_size}; resume with the same number of devices"
+            )
+        self._resume = state
+        self._batches_done = state["batches_done"]

@@ -1,0 +1,237 @@
+"""Fit and evaluate any `Task` with PyTorch Lightning, writing everything a run produces to its run directory.
+
+    runs/<name>/
+      config.yaml          the resolved configuration
+      command.txt          the command line that made the run
+      metrics.csv          train_loss per logged step, valid_* per validation (Lightning's CSVLogger)
+      checkpoints/last.safetensors   exact-resume state (weights, optimiser, loop, RNG, carried state)
+      model.safetensors    the best model on validation (or the last, without validation) + JSON metadata
+      model-last.safetensors         the model at the end of training
+      plots/loss.png       loss curves
+
+Lightning provides the loop, progress bar, gradient clipping, mixed precision, early stopping and
+data-parallel training (`devices=2, accelerator="cpu"` runs two processes with DDP over gloo; the same
+options select several GPUs or nodes). Checkpoints go through `SafeCheckpointIO`: no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from .checkpoint import SafeCheckpointIO, save_model
+from .config import OptimConfig, TrainerConfig
+from .module import Task, TaskModule
+
+__all__ = ["FitResult", "make_run_dir", "fit", "evaluate", "RESUME_CHECKPOINT"]
+
+RESUME_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+_RUN_DIR_ENV = "RNNKIT_DDP_RUN_DIR"  # rank 0 names the run directory; DDP worker processes inherit it
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns: the run directory, the final metrics, and the steps taken."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    global_step: int
+
+
+def _is_worker_process() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) != 0 or int(os.environ.get("NODE_RANK", "0")) != 0
+
+
+def make_run_dir(config: TrainerConfig, task_name: str) -> Path:
+    """Create `output_dir/run_name` (default: task name + timestamp); refuse to reuse a non-empty one."""
+    if _is_worker_process() and os.environ.get(_RUN_DIR_ENV):
+        return Path(os.environ[_RUN_DIR_ENV])
+    name = config.run_name or f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.output_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ValueError(
+            f"run directory {run_dir} already exists and is not empty; use --resume {run_dir} "
+            "to continue it or choose another --run-name"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+    return run_dir
+
+
+def write_command(run_dir: Path, argv: list[str] | None = None) -> None:
+    """Append the command line (shell-quoted) to run_dir/command.txt; a resumed run adds a line."""
+    argv = sys.argv if argv is None else argv
+    with open(run_dir / "command.txt", "a", encoding="utf-8") as f:
+        is_rnnkit = bool(argv) and argv[0].endswith(("rnnkit", "__main__.py"))
+        f.write(shlex.join(["rnnkit", *argv[1:]] if is_rnnkit else argv) + "\n")
+
+
+class ExportModel(Callback):
+    """Write model.safetensors when valid_loss improves, and model-last.safetensors when training ends."""
+
+    def __init__(self, run_dir: Path, task: Task):
+        self.run_dir, self.task = run_dir, task
+        self.best = float("inf")
+
+    def _save(self, trainer: pl.Trainer, name: str) -> None:
+        if trainer.is_global_zero:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_")}
+            save_model(
+                self.run_dir / name,
+                self.task.model,
+                self.task.name,
+                step=trainer.global_step,
+                metrics=metrics,
+                **self.task.metadata,
+            )
+
+    def on_validation_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("valid_loss")
+        if trainer.sanity_checking or loss is None or float(loss) >= self.best:
+            return
+        self.best = float(loss)
+        self._save(trainer, "model.safetensors")
+
+    def on_train_end(self, trainer, pl_module):
+        self._save(trainer, "model-last.safetensors")
+        if self.best == float("inf"):
+            self._save(trainer, "model.safetensors")
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict):
+        self.best = state_dict["best"]
+
+
+def _resume_checkpoint_callback(run_dir: Path, every_n_steps: int) -> ModelCheckpoint:
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=every_n_steps or None,
+        every_n_epochs=None if every_n_steps else 1,
+        save_on_train_epoch_end=True,
+    )
+    checkpoint.FILE_EXTENSION = ".safetensors"
+    return checkpoint
+
+
+def _set_aside(metrics_csv: Path) -> list[dict]:
+    """Read and remove metrics.csv before a resumed run's logger replaces it."""
+    if _is_worker_process() or not metrics_csv.is_file():
+        return []
+    with open(metrics_csv, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    metrics_csv.unlink()
+    return rows
+
+
+def _merge_metrics(metrics_csv: Path, earlier: list[dict]) -> None:
+    """Earlier rows up to the resumed step, then the resumed run's rows (which replace the rest)."""
+    later = []
+    if metrics_csv.is_file():
+        with open(metrics_csv, newline="", encoding="utf-8") as f:
+            later = list(csv.DictReader(f))
+    first = min((int(r["step"]) for r in later), default=None)
+    rows = [r for r in earlier if first is None or int(r["step"]) < first] + later
+    keys = sorted({k for r in rows for k in r})
+    with open(metrics_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _lightning_trainer(
+    config: TrainerConfig, run_dir: Path | None, callbacks: list, grad_clip: float
+) -> pl.Trainer:
+    logger = CSVLogger(save_dir=run_dir, name="", version="") if run_dir is not None else False
+    return pl.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        precision=config.precision,
+        max_epochs=config.max_epochs,
+        max_steps=config.max_steps,
+        val_check_interval=config.val_check_interval or None,
+        check_val_every_n_epoch=None if config.val_check_interval else 1,
+        limit_val_batches=config.limit_val_batches or None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=grad_clip or None,
+        log_every_n_steps=config.log_every_n_steps,
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        enable_checkpointing=run_dir is not None,
+        logger=logger,
+        callbacks=callbacks,
+        plugins=[SafeCheckpointIO()],
+        default_root_dir=run_dir,
+    )
+
+
+def fit(
+    task: Task,
+    optim: OptimConfig,
+    config: TrainerConfig,
+    run_dir: Path,
+    resume: bool = False,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Train `task.model` in `run_dir`; with `resume`, continue exactly from its last checkpoint.
+
+    Returns:
+        FitResult with the final logged metrics (valid_* from the last validation, train_loss).
+    """
+    ckpt_path = None
+    if resume:
+        ckpt_path = run_dir / RESUME_CHECKPOINT
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: no checkpoint at {ckpt_path} (the run stopped before its "
+                "first checkpoint was written)"
+            )
+    all_callbacks = [
+        _resume_checkpoint_callback(run_dir, config.checkpoint_every_n_steps),
+        ExportModel(run_dir, task),
+    ]
+    if config.early_stopping_patience and task.valid_batches is not None:
+        all_callbacks.append(EarlyStopping(monitor="valid_loss", patience=config.early_stopping_patience))
+    trainer = _lightning_trainer(config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip)
+    module = TaskModule(task, optim)
+    earlier_metrics = _set_aside(run_dir / "metrics.csv") if resume else []  # the CSV logger starts afresh
+    with warnings.catch_warnings():
+        # Our loader is an in-order token stream: resumption is handled by TaskModule, not by Lightning.
+        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+        trainer.fit(module, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        if earlier_metrics:
+            _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
+        from .plots import plot_loss_curves
+
+        plot_loss_curves(run_dir / "metrics.csv", run_dir / "plots" / "loss.png")
+    return FitResult(run_dir=run_dir, metrics=metrics, global_step=trainer.global_step)
+
+
+def evaluate(task: Task, config: TrainerConfig) -> dict[str, float]:
+    """Validate `task.model` on `task.valid_batches` with Lightning; returns the valid_* metrics."""
+    if task.valid_batches is None:
+        raise ValueError("nothing to evaluate: the task has no evaluation data")
+    trainer = _lightning_trainer(config, None, [], 0.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.validate(TaskModule(task, OptimConfig()), verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
