@@ -140,17 +140,21 @@ class _Recurrent:
     @contextlib.contextmanager
     def _swapped(self, weights: dict[str, Tensor]):
         """Swap weights for tensors while torch runs (RNNBase.__setattr__ keeps _flat_weights in sync)."""
-        saved = {name: self._parameters.pop(name) for name in weights}
+        if not weights:
+            yield
+            return
+        parameters = dict(self._parameters)                 # to restore the order as well
         try:
             for name, tensor in weights.items():
+                del self._parameters[name]
                 setattr(self, name, tensor)
             yield
         finally:
-            for name, param in saved.items():
+            for name in weights:
                 self.__dict__.pop(name, None)
-                self.register_parameter(name, param)
-            if saved:
-                self._init_flat_weights()
+            self._parameters.clear()
+            self._parameters.update(parameters)
+            self._init_flat_weights()
 
     def _scan_forward(self, input, hx, lengths: Tensor | None, masks: dict[str, Tensor]):
         packed = isinstance(input, PackedSequence)
