@@ -21,6 +21,104 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- train / evaluate (training engine) ------------------------------------------------------------
+
+# Shortcut flags for the most used config keys; every key can also be set with --set section.key=value.
+_TRAIN_FLAGS = [
+    ("--max-steps", "trainer.max_steps", int, "stop after this many optimiser steps"),
+    ("--max-epochs", "trainer.max_epochs", int, "passes over the training text"),
+    ("--devices", "trainer.devices", str, "processes/devices per node; > 1 trains data-parallel (DDP)"),
+    ("--accelerator", "trainer.accelerator", str, "cpu, gpu, mps or auto"),
+    ("--num-nodes", "trainer.num_nodes", int, "machines for multi-node DDP"),
+    ("--precision", "trainer.precision", str, "32-true, bf16-mixed, 16-mixed, 64-true"),
+    ("--seed", "trainer.seed", int, "random seed (same seed, same run)"),
+    ("--output-dir", "trainer.output_dir", str, "parent folder of run directories"),
+    ("--run-name", "trainer.run_name", str, "name of the run directory (default: task-timestamp)"),
+    ("--checkpoint-every", "trainer.checkpoint_every_n_steps", int, "resume checkpoint every N steps"),
+    ("--batch-size", "data.batch_size", int, "rows of the token stream per process (B)"),
+    ("--bptt", "data.bptt", int, "time steps per batch: the truncation length of BPTT (T)"),
+    ("--cell", "model.cell", str, "rnn, lstm or gru"),
+    ("--hidden-size", "model.hidden_size", int, "width of each recurrent layer (H)"),
+    ("--lr", "optim.lr", float, "learning rate"),
+]
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rnnkit.train.commands import train_command
+
+    overrides = [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _, _ in _TRAIN_FLAGS
+                 if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.no_progress_bar:
+        overrides.append("trainer.progress_bar=false")
+    return train_command(args.config, args.data, overrides + (args.set or []), args.resume,
+                         sys.argv if args.argv is None else args.argv)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rnnkit.train.commands import evaluate_command
+
+    return evaluate_command(args.checkpoint, args.data, args.split, args.batch_size, args.bptt,
+                            args.accelerator, args.json)
+
+
+def _config_keys_help() -> str:
+    from rnnkit.train.config import field_help
+    from rnnkit.train.language_modeling import LanguageModelRunConfig
+
+    keys = "\n  ".join(field_help(LanguageModelRunConfig))
+    return f"config keys (default values) for --set KEY=VALUE:\n  {keys}"
+
+
+def _add_train_parsers(sub) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train a language model (PyTorch Lightning) and write a run directory",
+        description="Train a recurrent language model on a text file with PyTorch Lightning. The "
+        "configuration is a YAML preset (--config) with overrides from the flags below and --set; it is "
+        "checked strictly (unknown keys and wrong types are errors). The run directory holds config.yaml, "
+        "command.txt, metrics.csv, plots/loss.png, checkpoints/last.safetensors (exact resume) and "
+        "model.safetensors (best on validation; read by `rnnkit evaluate` and `rnnkit generate`).",
+        epilog=_config_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", metavar="YAML",
+                       help="preset, e.g. configs/shakespeare_char.yaml (default: built-in defaults)")
+    train.add_argument("--data", metavar="PATH",
+                       help="text file, folder of .txt files, or folder with train.txt and valid.txt "
+                       "(sets data.path)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR exactly where its last checkpoint left it (its "
+                       "config.yaml is used; --set may extend e.g. trainer.max_steps)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one config key, e.g. --set model.hidden_size=512 (repeatable; keys "
+                       "below)")
+    for flag, key, kind, text in _TRAIN_FLAGS:
+        train.add_argument(flag, type=kind, default=None, help=f"{text} (sets {key})")
+    train.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_train, argv=None)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="cross-entropy, bits per token and perplexity of a trained language model on text",
+        description="Evaluate a model file written by `rnnkit train` (model.safetensors) on a text file: "
+        "mean cross-entropy in nats, bits per token (bits per character for a char model) and perplexity.",
+    )
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="model file, e.g. "
+                          "runs/NAME/model.safetensors")
+    evaluate.add_argument("--data", required=True, metavar="PATH",
+                          help="text file or folder, read as in training")
+    evaluate.add_argument("--split", choices=["valid", "train", "all"], default="valid",
+                          help="which part of the text: the held-out last part as in training (default), the "
+                          "training part, or all of it")
+    evaluate.add_argument("--batch-size", type=int, default=0,
+                          help="rows of the stream (default: as in training)")
+    evaluate.add_argument("--bptt", type=int, default=0,
+                          help="time steps per batch (default: as in training)")
+    evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    evaluate.set_defaults(func=_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent neural networks, from the equations to trained models."
@@ -59,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
+    _add_train_parsers(sub)
     return parser
 
 
