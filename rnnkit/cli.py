@@ -119,6 +119,65 @@ def _add_train_parsers(sub) -> None:
     evaluate.set_defaults(func=_evaluate)
 
 
+# ---- generate (text data + generation) -------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from rnnkit.generate import generate, generate_poem
+    from rnnkit.train.language_modeling import load_language_model
+
+    model, vocab, _ = load_language_model(args.checkpoint)
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+    def stream(piece: str) -> None:
+        print(piece, end="", flush=True)
+
+    if args.poem or args.acrostic:
+        if args.beam is not None or args.prompt:
+            raise ValueError("--poem decodes under constraints from the poem start: no --beam, no --prompt")
+        generate_poem(model, vocab, chars=args.chars, lines=args.lines, acrostic=args.acrostic,
+                      greedy=args.greedy, stream=stream, **sampling)
+    else:
+        print(args.prompt, end="", flush=True)
+        generate(model, vocab, args.prompt, args.max_new_tokens, greedy=args.greedy, beam_size=args.beam,
+                 stream=stream, **sampling)
+    print()
+    return 0
+
+
+def _add_generate_parser(sub) -> None:
+    gen = sub.add_parser(
+        "generate",
+        help="generate text (or a Chinese classical poem) from a trained language model",
+        description="Continue a prompt with a model file written by `rnnkit train`, printing each token as "
+        "it is chosen: sampling with temperature, top-k and top-p (nucleus), greedy decoding, or beam "
+        "search. "
+        "With --poem (models trained on Tang poems): a well-formed poem of 4 or 8 lines of 5 or 7 "
+        "characters; with --acrostic, line k starts with the k-th given character (4 -> quatrain, 8 -> "
+        "regulated verse).",
+    )
+    gen.add_argument("checkpoint", metavar="CHECKPOINT", help="model file, e.g. runs/NAME/model.safetensors")
+    gen.add_argument("--prompt", default="", help="text to continue (default: start after a line break)")
+    gen.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
+                     help="tokens to generate (default: 200)")
+    gen.add_argument("--temperature", type=float, default=1.0,
+                     help="divide the logits by this (> 0; lower is more conservative; default: 1.0)")
+    gen.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest")
+    gen.add_argument("--top-p", type=float, default=None, metavar="P",
+                     help="sample only among the likeliest tokens holding probability mass P (nucleus)")
+    gen.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    gen.add_argument("--beam", type=int, default=None, metavar="N", help="beam search with N hypotheses")
+    gen.add_argument("--seed", type=int, default=None, help="seed of the sampler (same seed, same text)")
+    gen.add_argument("--poem", action="store_true", help="generate a Chinese classical poem")
+    gen.add_argument("--chars", type=int, choices=[5, 7], default=5, help="--poem: characters per line")
+    gen.add_argument("--lines", type=int, choices=[4, 8], default=4,
+                     help="--poem: 4 (quatrain) or 8 (regulated verse) lines")
+    gen.add_argument("--acrostic", metavar="CHARS", default=None,
+                     help="--poem: 藏头诗, line k starts with the k-th of these 4 or 8 characters "
+                     "(e.g. 春夏秋冬)")
+    gen.set_defaults(func=_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent neural networks, from the equations to trained models."
@@ -158,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
     _add_train_parsers(sub)
+    _add_generate_parser(sub)
     return parser
 
 

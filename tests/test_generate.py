@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from rnnkit.data.text import Vocabulary
-from rnnkit.generate import beam_search, generate, sample_token, top_k_filter, top_p_filter
+from rnnkit.generate import beam_search, generate, generate_poem, sample_token, top_k_filter, top_p_filter
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 
 VOCAB = Vocabulary(tuple("abcd"), level="char")
@@ -245,3 +245,39 @@ def test_unknown_prompt_character_and_model_without_step():
         generate(model, VOCAB, "az", 3)
     with pytest.raises(ValueError, match="needs a step"):
         generate(nn.Linear(2, 2), VOCAB, "a", 3)
+
+
+# ---- the `rnnkit generate` command ----
+
+
+def test_cli_generate_prints_the_continuation_and_poems(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from rnnkit.cli import main
+    from rnnkit.train.checkpoint import save_model
+    from rnnkit.train.language_modeling import TASK
+
+    vocab = Vocabulary(tuple("^$，。春夏秋冬山水风月ab \n"), level="char")
+    model = engine_model(len(vocab), seed=14).eval()
+    path = tmp_path / "model.safetensors"
+    save_model(path, model, TASK, config={"model": asdict(model.config)}, vocabulary=vocab.to_json())
+
+    argv = ["generate", str(path), "--prompt", "ab", "--max-new-tokens", "12", "--top-k", "5", "--seed", "3"]
+    assert main(argv) == 0
+    expected = generate(model, vocab, "ab", 12, top_k=5, seed=3)
+    assert capsys.readouterr().out == "ab" + expected + "\n"
+
+    assert main(["generate", str(path), "--beam", "3", "--max-new-tokens", "5", "--prompt", "a"]) == 0
+    assert capsys.readouterr().out == "a" + generate(model, vocab, "a", 5, beam_size=3) + "\n"
+
+    assert (
+        main(["generate", str(path), "--poem", "--chars", "7", "--acrostic", "春夏秋冬", "--seed", "1"]) == 0
+    )
+    poem = capsys.readouterr().out.strip()
+    assert poem == generate_poem(model, vocab, chars=7, acrostic="春夏秋冬", seed=1)
+    assert len(poem) == 32 and poem[0::8] == "春夏秋冬" and poem[7::8] == "，。，。"
+
+    assert main(["generate", str(path), "--poem", "--acrostic", "春夏秋天"]) == 2
+    assert "acrostic character '天' (U+5929) is not in the model's vocabulary" in capsys.readouterr().err
+    assert main(["generate", str(path), "--greedy", "--temperature", "0.5"]) == 2
+    assert "apply to sampling, not to greedy" in capsys.readouterr().err
