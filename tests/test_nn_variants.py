@@ -1,7 +1,7 @@
 """rnnkit.nn variants (layer_norm, recurrent_dropout, zoneout, weight_drop) against independent oracles.
 
-1. `spec_forward`: a straightforward per-step torch autograd loop written here from variants_spec.md (using
-   F.layer_norm, not ours), fed the same masks: outputs, final states and every gradient, float64.
+1. `spec_forward`: a straightforward per-step torch autograd loop written here from variants_spec.md (layer
+   norm written out), fed the same masks: outputs, final states and every gradient, float64.
 2. The NumPy twins in rnnkit.reference.variants (hand-written BPTT): the same masks, lengths, eval mode.
 3. Statistics of the random masks in training mode (fractions, zoneout's mean, masks constant over time).
 """
@@ -9,7 +9,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import nn as rnn
@@ -50,8 +49,9 @@ def spec_forward(layer, x, masks):
     def ln(value, stem, sfx):
         if not v.layer_norm:
             return value
-        gamma, beta = get(f"{stem}_weight{sfx}"), get(f"{stem}_bias{sfx}")
-        return F.layer_norm(value, value.shape[-1:], gamma, beta, eps=1e-5)
+        mean = value.mean(-1, keepdim=True)
+        var = ((value - mean) ** 2).mean(-1, keepdim=True)      # biased
+        return (value - mean) / torch.sqrt(var + 1e-5) * get(f"{stem}_weight{sfx}") + get(f"{stem}_bias{sfx}")
 
     def add(value, bias):
         return value if bias is None else value + bias

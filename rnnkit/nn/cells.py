@@ -55,6 +55,8 @@ def hidden_projection(h: Tensor, p: CellParams, mask: Tensor | None) -> Tensor:
     """hp = LN_hh((h * m) W_hh^T) + b_hh: (B, H_out) -> (B, G). The mask is recurrent dropout's m."""
     if mask is not None:
         h = h * mask                                      # (B, H_out)
+    if p.ln_hh is None and p.b_hh is not None:
+        return torch.addmm(p.b_hh, h, p.W_hh.T)           # (B, G), one kernel
     hp = h @ p.W_hh.T                                     # (B, G)
     if p.ln_hh is not None:
         hp = layer_norm(hp, *p.ln_hh)
@@ -69,10 +71,11 @@ def rnn_step(xp_t: Tensor, state: tuple[Tensor], p: CellParams, mask: Tensor | N
 def lstm_step(xp_t: Tensor, state: tuple[Tensor, Tensor], p: CellParams, mask: Tensor | None):
     h, c = state
     a = xp_t + hidden_projection(h, p, mask)              # (B, 4H)
-    i, f, g, o = a.chunk(4, dim=-1)                       # (B, H) each
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    i, f, _, o = torch.sigmoid(a).chunk(4, dim=-1)        # (B, H) each; one kernel for the three gates
+    g = torch.tanh(a[:, 2 * c.shape[-1]: 3 * c.shape[-1]])
+    c = f * c + i * g
     c_out = c if p.ln_c is None else layer_norm(c, *p.ln_c)
-    h = torch.sigmoid(o) * torch.tanh(c_out)              # (B, H)
+    h = o * torch.tanh(c_out)                             # (B, H)
     if p.W_hr is not None:
         h = h @ p.W_hr.T                                  # (B, P)
     return h, c

@@ -27,6 +27,7 @@ import numbers
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 LAYER_NORM_EPS = 1e-5
@@ -65,10 +66,11 @@ class Variants:
 
 
 def layer_norm(v: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
-    """LN(v) over the last dim, biased variance, eps 1e-5 (same as F.layer_norm, written out as the spec)."""
-    mean = v.mean(-1, keepdim=True)
-    var = (v - mean).pow(2).mean(-1, keepdim=True)
-    return (v - mean) / torch.sqrt(var + LAYER_NORM_EPS) * gamma + beta
+    """LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) * gamma + beta over the last dim, biased variance.
+
+    torch's fused kernel computes exactly this equation; the tests check it against a written-out oracle.
+    """
+    return F.layer_norm(v, v.shape[-1:], gamma, beta, eps=LAYER_NORM_EPS)
 
 
 def layer_norm_names(mode: str) -> tuple[str, ...]:
