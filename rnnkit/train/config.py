@@ -171,7 +171,7 @@ def _convert(value: Any, tp, key: str) -> Any:
 
 def _unknown_key(key: str, valid: list[str], prefix: str) -> ValueError:
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
     return ValueError(
         f"unknown config key {prefix + key!r}{hint} valid keys: {', '.join(prefix + v for v in valid)}"
     )

@@ -72,7 +72,10 @@ def plot_loss_curves(metrics_csv: str | Path, out_png: str | Path) -> Path | Non
 def gradient_norms_through_time(
     model: torch.nn.Module, tokens: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    """||dL_T / dh_t|| for t = 0..T-1, averaged over the batch, with L_T the loss of the last step only.
+    """||dL_T / dh_t|| for t = 0..T-2, averaged over the batch, with L_T the loss of the last step only.
+
+    The state h_t of every step but the last is handed to the next step, so its gradient is exactly the part
+    of the error signal that flowed back through time (the last step's state feeds nothing; its output does).
 
     Args:
         model: any model with `step(token (B,), state) -> (logits (B, V), state)`; the state is h (L, B, H) or
@@ -80,7 +83,7 @@ def gradient_norms_through_time(
         tokens: (B, T) long inputs.
         target: (B,) long, the token that should follow tokens[:, -1].
     Returns:
-        (T,) float64 tensor of gradient norms.
+        (T - 1,) float64 tensor of gradient norms; entry t is T - 1 - t steps back from the loss.
     """
     if tokens.dim() != 2 or target.shape != tokens.shape[:1]:
         raise ValueError(
@@ -99,7 +102,7 @@ def gradient_norms_through_time(
         model.zero_grad(set_to_none=True)
         loss.backward()
     model.train(was_training)
-    norms = [h.grad[-1].double().norm(dim=-1).mean() for h in hiddens]  # top layer, (B, H) -> scalar
+    norms = [h.grad[-1].double().norm(dim=-1).mean() for h in hiddens[:-1]]  # top layer, (B, H) -> scalar
     return torch.stack(norms)
 
 
@@ -109,7 +112,7 @@ def plot_gradient_norms(norms: dict[str, torch.Tensor], out_png: str | Path, tit
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, values in norms.items():
         values = torch.as_tensor(values, dtype=torch.float64)
-        steps_back = list(range(len(values) - 1, -1, -1))
+        steps_back = list(range(len(values), 0, -1))
         floor = [max(float(v), 1e-30) for v in values]  # log axis: an exact 0 would vanish from the plot
         ax.semilogy(steps_back, floor, label=name)
     ax.set_xlabel("steps back from the loss, T - t")

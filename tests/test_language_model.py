@@ -1,0 +1,114 @@
+"""LanguageModel: loss vs a float64 oracle, step == forward, carried state == one long sequence."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rnnkit.models import LanguageModel, LanguageModelConfig, detach_state, language_model_metrics
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def tiny(cell="lstm", **kw) -> LanguageModel:
+    torch.manual_seed(0)
+    config = LanguageModelConfig(
+        vocab_size=13, embedding_size=6, hidden_size=6, num_layers=2, cell=cell, **kw
+    )
+    return LanguageModel(config).double().eval()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_loss_is_mean_cross_entropy_in_nats(cell):
+    model = tiny(cell)
+    tokens, targets = torch.randint(0, 13, (3, 7)), torch.randint(0, 13, (3, 7))
+    logits, state, loss = model(tokens, targets=targets)
+    assert logits.shape == (3, 7, 13)
+    # oracle: -log p(target) from an explicit softmax, averaged over all B*T positions
+    p = torch.exp(logits) / torch.exp(logits).sum(-1, keepdim=True)
+    expected = -torch.log(p.gather(-1, targets[..., None])).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_step_matches_forward_token_by_token(cell):
+    model = tiny(cell)
+    tokens = torch.randint(0, 13, (2, 9))
+    logits, final_state = model(tokens)
+    state = None
+    for t in range(9):
+        step_logits, state = model.step(tokens[:, t], state)
+        torch.testing.assert_close(step_logits, logits[:, t], rtol=1e-10, atol=1e-12)
+    for a, b in zip(*(s if cell == "lstm" else [s] for s in (state, final_state)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_carried_state_continues_the_sequence(cell):
+    """TBPTT: two windows with the (detached) state carried over give the logits of one long window."""
+    model = tiny(cell)
+    tokens = torch.randint(0, 13, (4, 10))
+    whole, _ = model(tokens)
+    first, state = model(tokens[:, :6])
+    second, _ = model(tokens[:, 6:], detach_state(state))
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, rtol=1e-10, atol=1e-12)
+
+
+def test_init_state_is_zero_and_equivalent_to_none():
+    model = tiny("lstm")
+    tokens = torch.randint(0, 13, (2, 4))
+    h, c = model.init_state(2)
+    assert h.shape == c.shape == (2, 2, 6) and h.dtype == torch.float64 and not h.any()
+    torch.testing.assert_close(model(tokens, (h, c))[0], model(tokens)[0])
+    assert tiny("gru").init_state(3).shape == (2, 3, 6)
+
+
+def test_detach_state_cuts_the_graph_and_keeps_values():
+    x = torch.randn(2, 3, requires_grad=True)
+    state = (x * 2, x * 3)
+    cut = detach_state(state)
+    assert isinstance(cut, tuple) and all(not t.requires_grad for t in cut)
+    torch.testing.assert_close(cut[0], state[0])
+    assert detach_state(None) is None and not detach_state(x * 2).requires_grad
+
+
+def test_gradients_reach_the_embedding():
+    model = tiny("gru")
+    tokens = torch.randint(0, 13, (2, 5))
+    model(tokens, targets=tokens)[2].backward()
+    assert model.embedding.weight.grad.abs().sum() > 0 and model.rnn.weight_hh_l0.grad.abs().sum() > 0
+
+
+def test_tied_weights_share_one_matrix():
+    model = tiny("lstm", tie_weights=True)
+    assert model.decoder.weight is model.embedding.weight
+    n_untied = sum(p.numel() for p in tiny("lstm").parameters())
+    assert sum(p.numel() for p in model.parameters()) == n_untied - 13 * 6
+
+
+def test_config_errors_name_the_values():
+    with pytest.raises(ValueError, match="embedding_size=8, hidden_size=6"):
+        LanguageModelConfig(vocab_size=5, embedding_size=8, hidden_size=6, tie_weights=True)
+    with pytest.raises(ValueError, match="'transformer'"):
+        LanguageModelConfig(vocab_size=5, cell="transformer")
+    with pytest.raises(ValueError, match="vocab_size must be >= 1"):
+        LanguageModel(LanguageModelConfig(vocab_size=0))
+    with pytest.raises(ValueError, match=r"\(B, T\)"):
+        tiny()(torch.zeros(3, dtype=torch.long))
+
+
+def test_metrics_by_hand():
+    m = language_model_metrics(math.log(4.0))  # uniform over 4 tokens: 2 bits, perplexity 4
+    assert m["bpc"] == pytest.approx(2.0, abs=1e-12) and m["ppl"] == pytest.approx(4.0, abs=1e-12)
+
+
+def test_untrained_uniform_decoder_gives_log_v():
+    model = tiny("rnn")
+    with torch.no_grad():
+        model.decoder.weight.zero_()
+        model.decoder.bias.zero_()
+    tokens = torch.randint(0, 13, (2, 5))
+    loss = model(tokens, targets=tokens)[2]
+    assert loss.item() == pytest.approx(math.log(13), abs=1e-12)
+    assert F.softmax(model.step(tokens[:, 0])[0], -1)[0, 0].item() == pytest.approx(1 / 13)

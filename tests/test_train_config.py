@@ -1,0 +1,84 @@
+"""Typed config: YAML presets, --set overrides, strict keys and types, clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from rnnkit.train.config import OptimConfig, TrainerConfig, apply_overrides, dump_yaml, from_dict, load_yaml
+from rnnkit.train.language_modeling import LanguageModelRunConfig
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_preset_loads(path):
+    config = load_yaml(LanguageModelRunConfig, path)
+    assert config.task == "language_model" and config.model.vocab_size == 0
+
+
+def test_presets_exist():
+    assert {"shakespeare_char.yaml", "wikitext2_word.yaml"} <= {p.name for p in CONFIGS}
+
+
+def test_overrides_convert_and_nest():
+    config = apply_overrides(
+        LanguageModelRunConfig(),
+        [
+            "model.hidden_size=512",
+            "optim.lr=1",
+            "trainer.devices=auto",
+            "trainer.devices=2",
+            "model.cell=gru",
+            "trainer.progress_bar=false",
+            "data.path=some file.txt",
+        ],
+    )
+    assert config.model.hidden_size == 512 and config.model.cell == "gru"
+    assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)  # int -> float is lossless
+    assert config.trainer.devices == 2 and config.trainer.progress_bar is False
+    assert config.data.path == "some file.txt"
+    assert LanguageModelRunConfig().model.hidden_size == 256  # frozen: the original is untouched
+
+
+def test_unknown_key_suggests_the_nearest():
+    with pytest.raises(
+        ValueError, match=r"unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'"
+    ):
+        apply_overrides(LanguageModelRunConfig(), ["model.hiden_size=3"])
+    with pytest.raises(ValueError, match="unknown config key 'modle'"):
+        apply_overrides(LanguageModelRunConfig(), ["modle.cell=gru"])
+    with pytest.raises(ValueError, match="is a value, not a section"):
+        apply_overrides(LanguageModelRunConfig(), ["task.name=x"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        apply_overrides(LanguageModelRunConfig(), ["model.cell"])
+
+
+def test_wrong_types_name_expected_and_given():
+    with pytest.raises(ValueError, match=r"'model.hidden_size' expects int, got 1.5 \(float\)"):
+        apply_overrides(LanguageModelRunConfig(), ["model.hidden_size=1.5"])
+    with pytest.raises(ValueError, match=r"expects int, got True \(bool\)"):
+        from_dict(TrainerConfig, {"max_epochs": True})
+    with pytest.raises(ValueError, match="expects float"):
+        from_dict(OptimConfig, {"lr": "fast"})
+    with pytest.raises(ValueError, match=r"config key .model. expects LanguageModelConfig, got 3 \(int\)"):
+        from_dict(LanguageModelRunConfig, {"model": 3})
+
+
+def test_dataclass_validation_runs():
+    with pytest.raises(ValueError, match="optim.name must be"):
+        apply_overrides(LanguageModelRunConfig(), ["optim.name=lbfgs"])
+    with pytest.raises(ValueError, match=r"trainer.max_steps must be -1 \(no limit\) or >= 1, got 0"):
+        TrainerConfig(max_steps=0)
+    with pytest.raises(ValueError, match="data.bptt must be >= 1, got 0"):
+        apply_overrides(LanguageModelRunConfig(), ["data.bptt=0"])
+
+
+def test_yaml_roundtrip_and_file_errors(tmp_path):
+    config = apply_overrides(LanguageModelRunConfig(), ["model.num_layers=3", "trainer.seed=7"])
+    dump_yaml(config, tmp_path / "c.yaml")
+    assert load_yaml(LanguageModelRunConfig, tmp_path / "c.yaml") == config
+    (tmp_path / "bad.yaml").write_text("model:\n  hidden: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown config key 'model.hidden'"):
+        load_yaml(LanguageModelRunConfig, tmp_path / "bad.yaml")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_yaml(LanguageModelRunConfig, tmp_path / "missing.yaml")

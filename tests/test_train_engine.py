@@ -1,0 +1,191 @@
+"""The Lightning engine on a tiny language model: run directory, learning, evaluation, exact resume."""
+
+import csv
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from rnnkit.data.text import TokenStream
+from rnnkit.train.config import apply_overrides
+from rnnkit.train.language_modeling import (
+    LanguageModelRunConfig,
+    evaluate_language_model,
+    load_language_model,
+    train_language_model,
+)
+from rnnkit.train.plots import gradient_norms_through_time, plot_gradient_norms
+
+
+def tiny_text(lines=150, seed=0) -> str:
+    rng = random.Random(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    return (
+        "\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(lines)) + "\n"
+    )
+
+
+def tiny_config(tmp_path, *overrides) -> LanguageModelRunConfig:
+    (tmp_path / "text.txt").write_text(tiny_text())
+    return apply_overrides(
+        LanguageModelRunConfig(),
+        [
+            f"data.path={tmp_path / 'text.txt'}",
+            "data.batch_size=4",
+            "data.bptt=16",
+            "model.embedding_size=8",
+            "model.hidden_size=16",
+            "model.num_layers=1",
+            "optim.lr=0.01",
+            "trainer.accelerator=cpu",
+            "trainer.progress_bar=false",
+            f"trainer.output_dir={tmp_path / 'runs'}",
+            "trainer.log_every_n_steps=5",
+            *overrides,
+        ],
+    )
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_the_run_directory_and_learns(tmp_path):
+    config = tiny_config(
+        tmp_path, "trainer.max_steps=40", "trainer.val_check_interval=10", "trainer.run_name=r"
+    )
+    result = train_language_model(config, argv=["rnnkit", "train", "--max-steps", "40"])
+    run = result.run_dir
+    assert result.global_step == 40
+    for name in [
+        "config.yaml",
+        "command.txt",
+        "metrics.csv",
+        "vocabulary.json",
+        "model.safetensors",
+        "model-last.safetensors",
+        "checkpoints/last.safetensors",
+        "plots/loss.png",
+    ]:
+        assert (run / name).is_file(), name
+    assert (run / "plots/loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "command.txt").read_text() == "rnnkit train --max-steps 40\n"
+    vocab_size = len(set(tiny_text()))
+    assert f"vocab_size: {vocab_size}" in (run / "config.yaml").read_text()
+    valid = [float(r["valid_loss"]) for r in read_metrics(run) if r["valid_loss"]]
+    assert len(valid) == 4 and valid[-1] < valid[0] - 0.2 and valid[-1] < math.log(vocab_size) - 0.3
+    assert result.metrics["valid_bpc"] == pytest.approx(valid[-1] / math.log(2), rel=1e-6)
+    with pytest.raises(ValueError, match="already exists and is not empty"):
+        train_language_model(config)
+
+
+def test_evaluate_matches_a_plain_torch_loop(tmp_path):
+    config = tiny_config(tmp_path, "trainer.max_steps=5", "trainer.run_name=e", "model.cell=gru")
+    run = train_language_model(config).run_dir
+    metrics = evaluate_language_model(
+        run / "model.safetensors", tmp_path / "text.txt", "valid", progress_bar=False
+    )
+    # oracle: the last 10% of the text as one stream, summed cross-entropy with the state carried over
+    model, vocab, _ = load_language_model(run / "model.safetensors")
+    ids = torch.tensor(vocab.encode(tiny_text()))
+    valid = ids[int(len(ids) * 0.9) :]
+    total, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for inputs, targets in TokenStream(valid, 4, 16):
+            logits, state = model(inputs, state)
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).double(), targets.reshape(-1), reduction="sum"
+            ).item()
+            count += targets.numel()
+    assert metrics["valid_tokens"] == count
+    assert metrics["valid_loss"] == pytest.approx(total / count, rel=1e-5)
+    assert metrics["valid_ppl"] == pytest.approx(math.exp(total / count), rel=1e-5)
+
+
+def test_resume_continues_exactly_across_an_epoch_boundary(tmp_path):
+    """Stop mid-epoch at step 10, resume to 30 (an epoch is 22 batches): same weights as 30 steps straight.
+
+    Dropout and two layers make the RNG state and the carried (h, c) matter.
+    """
+    common = [
+        "model.num_layers=2",
+        "model.dropout=0.3",
+        "trainer.checkpoint_every_n_steps=5",
+        "trainer.seed=3",
+    ]
+    straight = train_language_model(
+        tiny_config(tmp_path, *common, "trainer.max_steps=30", "trainer.run_name=a")
+    )
+    first = train_language_model(tiny_config(tmp_path, *common, "trainer.max_steps=10", "trainer.run_name=b"))
+    assert first.global_step == 10
+    before = load_file(first.run_dir / "model-last.safetensors")
+    resumed = train_language_model(
+        tiny_config(tmp_path, *common, "trainer.max_steps=30"), resume_dir=first.run_dir
+    )
+    assert resumed.global_step == 30
+    a = load_file(straight.run_dir / "model-last.safetensors")
+    b = load_file(resumed.run_dir / "model-last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [int(r["step"]) for r in read_metrics(resumed.run_dir) if r["train_loss"]]
+    assert steps == sorted(steps) and steps[-1] == 29  # earlier rows kept, continued rows appended
+    # the resumed run did move on from step 10
+    assert not all(torch.equal(before[k], b[k]) for k in a)
+
+
+def test_resume_errors(tmp_path):
+    config = tiny_config(tmp_path, "trainer.max_steps=2")
+    with pytest.raises(FileNotFoundError, match="vocabulary.json not found"):
+        train_language_model(config, resume_dir=tmp_path)
+    (tmp_path / "vocabulary.json").write_text('{"tokens": ["a"], "level": "char"}')
+    with pytest.raises(ValueError, match="unknown char"):
+        train_language_model(config, resume_dir=tmp_path)
+
+
+def test_gradient_norms_through_time_match_hand_written_bptt():
+    """One-layer tanh RNN: dL/dh_t = W_hh^T diag(1 - h_{t+1}^2) dL/dh_{t+1}, by hand in float64."""
+    torch.manual_seed(0)
+    config = apply_overrides(
+        LanguageModelRunConfig(),
+        [
+            "model.vocab_size=5",
+            "model.cell=rnn",
+            "model.num_layers=1",
+            "model.hidden_size=6",
+            "model.embedding_size=3",
+        ],
+    ).model
+    from rnnkit.models import LanguageModel
+
+    model = LanguageModel(config).double()
+    tokens, target = torch.randint(0, 5, (1, 8)), torch.randint(0, 5, (1,))
+    norms = gradient_norms_through_time(model, tokens, target)
+    with torch.no_grad():
+        logits, _ = model(tokens)
+        hs, _ = model.rnn(model.embedding(tokens))  # (1, T, H)
+        p = torch.softmax(logits[0, -1], -1)
+        dlogits = p - F.one_hot(target[0], 5).double()
+        dh = model.decoder.weight.T @ dlogits  # (H,)
+        expected = []
+        for t in range(6, -1, -1):  # h_t for t = 6..0, states that feed a later step
+            dh = model.rnn.weight_hh_l0.T @ ((1 - hs[0, t + 1] ** 2) * dh)
+            expected.append(dh.norm())
+    torch.testing.assert_close(norms, torch.stack(expected[::-1]), rtol=1e-10, atol=1e-14)
+
+
+def test_gradient_norm_plot_for_three_cells(tmp_path):
+    norms = {}
+    for cell in ["rnn", "gru", "lstm"]:
+        torch.manual_seed(0)
+        config = apply_overrides(LanguageModelRunConfig(), ["model.vocab_size=7", f"model.cell={cell}"]).model
+        from rnnkit.models import LanguageModel
+
+        norms[cell] = gradient_norms_through_time(
+            LanguageModel(config), torch.randint(0, 7, (4, 30)), torch.randint(0, 7, (4,))
+        )
+        assert norms[cell].shape == (29,) and (norms[cell] > 0).all()
+    out = plot_gradient_norms(norms, tmp_path / "g.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
