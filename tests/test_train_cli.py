@@ -1,0 +1,121 @@
+"""`rnnkit train` / `rnnkit evaluate` from the command line: end to end, help, and helpful errors."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+from rnnkit.train.checkpoint import save_model
+
+
+def tiny_text(lines=150, seed=0) -> str:
+    rng = random.Random(seed)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran"]
+    return (
+        "\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(lines)) + "\n"
+    )
+
+
+TINY = [
+    "--accelerator",
+    "cpu",
+    "--batch-size",
+    "4",
+    "--bptt",
+    "16",
+    "--hidden-size",
+    "16",
+    "--set",
+    "model.embedding_size=8",
+    "--no-progress-bar",
+]
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text(tiny_text())
+    code, out, err = run(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "t.txt"),
+            *TINY,
+            "--max-steps",
+            "6",
+            "--output-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "x",
+            "--cell",
+            "gru",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert f"run directory: {tmp_path / 'runs' / 'x'}" in out
+    assert "cell: gru" in (tmp_path / "runs/x/config.yaml").read_text()
+    code, out, err = run(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tmp_path / "runs/x/model.safetensors"),
+            "--data",
+            str(tmp_path / "t.txt"),
+            "--json",
+            "--accelerator",
+            "cpu",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["bpc"] == pytest.approx(metrics["loss"] / 0.6931471805599453)
+    assert 0 < metrics["loss"] < 5 and metrics["tokens"] > 0
+
+
+def test_help_lists_every_config_key(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for key in [
+        "model.hidden_size",
+        "data.bptt",
+        "optim.grad_clip",
+        "trainer.precision",
+        "trainer.devices",
+        "--resume",
+        "--set",
+        "--max-steps",
+    ]:
+        assert key in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "missing.txt", "--max-steps", "1"], "no such file or folder: missing.txt"),
+        (["train", "--data", "empty.txt", "--max-steps", "1"], "empty.txt is empty"),
+        (["train", "--data", "t.txt", "--set", "model.hiden_size=3"], "did you mean 'model.hidden_size'"),
+        (["train", "--data", "t.txt", "--set", "model.cell=lstmm"], "model.cell must be one of"),
+        (["train", "--max-steps", "1"], "no training text: give --data PATH"),
+        (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
+        (["train", "--resume", "nowhere"], "cannot resume: nowhere/config.yaml not found"),
+        (["evaluate", "--checkpoint", "nope.safetensors", "--data", "t.txt"], "checkpoint not found"),
+        (["evaluate", "--checkpoint", "other.safetensors", "--data", "t.txt"], "task 'classifier', expected"),
+        (["evaluate", "--checkpoint", "t.txt", "--data", "t.txt"], "not a readable rnnkit checkpoint"),
+    ],
+)
+def test_helpful_errors(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(tiny_text())
+    (tmp_path / "empty.txt").write_text("  \n")
+    save_model(tmp_path / "other.safetensors", torch.nn.Linear(2, 2), "classifier")
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err and err.startswith(f"rnnkit {argv[0]}: error:")
