@@ -53,8 +53,8 @@ def scan(
     """
     outputs = []
     valid = None if lengths is None else torch.arange(xp.shape[0], device=xp.device).unsqueeze(1) < lengths
-    for t in range(xp.shape[0]):
-        new = step(xp[t], state, p, recurrent_mask)
+    for t, xp_t in enumerate(xp.unbind(0)):                # unbind: one backward node, not T full-size copies
+        new = step(xp_t, state, p, recurrent_mask)
         if zoneout:
             new = tuple(_zoneout(d, t, old, fresh) for d, old, fresh in zip(zoneout, state, new, strict=True))
         if valid is None:

@@ -1,0 +1,124 @@
+"""Speed of rnnkit.nn layers (plain and every variant) against torch.nn.LSTM of the same size: CPU, float32.
+
+Each row times one rnnkit.nn.LSTM configuration and torch.nn.LSTM on the same input in the same process,
+alternating run by run (so a burst of load from other processes hits both), and reports the ratio
+rnnkit / torch (1.00 = as fast; above 1 = slower). Both are in training mode, so the stochastic variants draw
+their masks on every call. "forward" runs under torch.no_grad(); "forward+backward" is loss = sum(output * r)
+and autograd for every weight and the input. Each cell is the median over the timed runs after warm-up.
+
+    .venv/bin/python benchmarks/layers.py            # about 2 minutes on a 2-core machine
+    .venv/bin/python benchmarks/layers.py --quick    # fewer repeats, under a minute
+
+Plain configurations run torch's own fused kernel (ratio ~1); weight_drop alone also does (on W_hh * M);
+layer_norm, recurrent_dropout and zoneout run the pure-torch time scan (a Python loop of small kernels), whose
+cost is per-step overhead: small at large batch, large at B=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+from rnnkit import nn as rnn
+
+CONFIGS = ((100, 64, 256), (200, 32, 128), (1000, 1, 64))     # (T, B, H), I = H
+VARIANTS = {
+    "plain (fused)": {},
+    "weight_drop=0.5 (fused)": {"weight_drop": 0.5},
+    "layer_norm": {"layer_norm": True},
+    "recurrent_dropout=0.25": {"recurrent_dropout": 0.25},
+    "zoneout=0.1": {"zoneout": 0.1},
+    "all four": {"layer_norm": True, "recurrent_dropout": 0.25, "zoneout": 0.1, "weight_drop": 0.5},
+}
+FUSED = ("plain (fused)", "weight_drop=0.5 (fused)")
+
+
+def median_ms(runs: dict, repeats: int, warmup: int) -> dict[str, float]:
+    """Median wall time (ms) of each callable; the callables alternate run by run."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def timers(layer: torch.nn.Module, x: torch.Tensor, r: torch.Tensor):
+    def forward():
+        with torch.no_grad():
+            layer(x)
+
+    def forward_backward():
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        out, _ = layer(x)
+        (out * r).sum().backward()
+
+    return forward, forward_backward
+
+
+def bench(T: int, B: int, H: int, name: str, repeats: int, warmup: int) -> tuple[float, ...]:
+    torch.manual_seed(0)
+    baseline = torch.nn.LSTM(H, H)
+    ours = rnn.LSTM(H, H, **VARIANTS[name])
+    ours.load_state_dict(baseline.state_dict(), strict=False)
+    x = torch.randn(T, B, H, requires_grad=True)
+    r = torch.randn(T, B, H)
+    if name == "plain (fused)":   # time only what agrees
+        torch.testing.assert_close(ours(x)[0], baseline(x)[0])
+    ours_fwd, ours_both = timers(ours, x, r)
+    torch_fwd, torch_both = timers(baseline, x, r)
+    fwd = median_ms({"ours": ours_fwd, "torch": torch_fwd}, repeats, warmup)
+    both = median_ms({"ours": ours_both, "torch": torch_both}, repeats, warmup)
+    return fwd["ours"], fwd["torch"], both["ours"], both["torch"]
+
+
+def describe() -> list[str]:
+    with open("/proc/cpuinfo") as f:
+        models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    cpu = models[0] if models else platform.processor() or "unknown"
+    return [
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}",
+        f"- machine: nproc={os.cpu_count()} (shared), CPU: {cpu}",
+        f"- python {platform.python_version()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, oneDNN {torch.backends.mkldnn.is_available()}",
+    ]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 timed runs per cell (scan rows), 5 fused")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per cell of the scan rows")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
+    repeats = 3 if args.quick else args.repeats
+    print("\n".join(describe()))
+    print(f"- median of {repeats} timed runs ({3 * repeats} for the fused rows) "
+          f"after {args.warmup} warm-up run(s)\n")
+    print("| T, B, H | rnnkit.nn.LSTM | fwd ms | torch fwd ms | fwd ratio | fwd+bwd ms | torch fwd+bwd ms | "
+          "fwd+bwd ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for T, B, H in CONFIGS:
+        for name in VARIANTS:
+            n = 3 * repeats if name in FUSED else repeats
+            fwd, torch_fwd, both, torch_both = bench(T, B, H, name, n, args.warmup)
+            print(f"| {T}, {B}, {H} | {name} | {fwd:.1f} | {torch_fwd:.1f} | {fwd / torch_fwd:.2f} | "
+                  f"{both:.1f} | {torch_both:.1f} | {both / torch_both:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
