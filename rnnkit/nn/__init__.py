@@ -4,15 +4,9 @@
     >>> lstm = rnn.LSTM(3, 8, layer_norm=True, zoneout=0.1)   # a torch.nn.LSTM with two variants on
 """
 
-import importlib.util
-
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
+from .minimal import MinGRU, MinLSTM
 from .variants import Variants
 
-__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNCell", "Variants"]
-
-if importlib.util.find_spec(f"{__name__}.minimal") is not None:   # MinGRU/MinLSTM, written alongside
-    from .minimal import MinGRU, MinLSTM  # noqa: F401
-
-    __all__ += ["MinGRU", "MinLSTM"]
+__all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "MinGRU", "MinLSTM", "RNN", "RNNCell", "Variants"]
