@@ -134,7 +134,8 @@ class _Recurrent:
         data = input.data if isinstance(input, PackedSequence) else input
         # cuDNN's RNN backward refuses eval mode, so eval-mode gradients on CUDA run without cuDNN
         no_cudnn = data.is_cuda and not self.training and torch.is_grad_enabled()
-        with self._swapped(dropped), torch.backends.cudnn.flags(enabled=False) if no_cudnn else _nothing():
+        cudnn_off = torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext()
+        with self._swapped(dropped), cudnn_off:
             return super().forward(input, hx)
 
     @contextlib.contextmanager
@@ -220,11 +221,6 @@ class _Recurrent:
     @staticmethod
     def _has_step_masks(masks: dict[str, Tensor]) -> bool:
         return any(key.startswith(("zoneout_", "recurrent_dropout")) for key in masks)
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 class RNN(_Recurrent, nn.RNN):
