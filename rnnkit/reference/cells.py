@@ -108,25 +108,23 @@ class LSTM:
         c_new = f * c + i * g
         tanh_c = np.tanh(c_new)
         h_new = o * tanh_c
-        return (h_new, c_new), (c, i, f, g, o, tanh_c)
+        return (h_new, c_new), (c, gates, g, tanh_c)
 
     @staticmethod
     def step_backward(d_state, cache, W_hh, out=None):
         dh, dc = d_state
-        c, i, f, g, o, tanh_c = cache
+        c, gates, g, tanh_c = cache
         B, H = c.shape
+        i, f, o = gates[:, :H], gates[:, H : 2 * H], gates[:, 3 * H :]
         d_a = np.empty((B, 4 * H), dtype=c.dtype) if out is None else out  # (B, 4H) d loss / d a
         di, df, dg, do = d_a[:, :H], d_a[:, H : 2 * H], d_a[:, 2 * H : 3 * H], d_a[:, 3 * H :]  # views of d_a
         np.multiply(dh, tanh_c, out=do)
         dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # through h' = o tanh(c')
         np.multiply(dc, g, out=di)
         np.multiply(dc, c, out=df)
-        np.multiply(dc, i, out=dg)
-        # Through the nonlinearities, in place, so d_a now holds the gradients of the pre-activations.
-        di *= i * (1.0 - i)  # sigma' = sigma (1 - sigma)
-        df *= f * (1.0 - f)
-        dg *= 1.0 - g * g  # tanh' = 1 - tanh^2
-        do *= o * (1.0 - o)
+        # Through the nonlinearities, so d_a holds the gradients of the pre-activations a:
+        d_a *= gates * (1.0 - gates)  # sigma' = sigma (1 - sigma) for i, f, o; the g slice is written next
+        np.multiply(dc * i, 1.0 - g * g, out=dg)  # tanh' = 1 - tanh^2
         return d_a, d_a, (d_a @ W_hh, dc * f)
 
 
