@@ -189,3 +189,30 @@ def test_gradient_norm_plot_for_three_cells(tmp_path):
         assert norms[cell].shape == (29,) and (norms[cell] > 0).all()
     out = plot_gradient_norms(norms, tmp_path / "g.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gradient_norm_figure_from_model_files(tmp_path):
+    from rnnkit.data.text import Vocabulary
+    from rnnkit.models import LanguageModel
+    from rnnkit.train.checkpoint import save_model
+    from rnnkit.train.config import to_dict
+    from rnnkit.train.language_modeling import gradient_norm_figure
+
+    (tmp_path / "t.txt").write_text(tiny_text())
+    vocab = Vocabulary.build(tiny_text())
+    files = {}
+    for cell in ["rnn", "gru", "lstm"]:
+        config = apply_overrides(
+            LanguageModelRunConfig(), [f"model.vocab_size={len(vocab)}", f"model.cell={cell}"]
+        )
+        files[cell] = tmp_path / f"{cell}.safetensors"
+        save_model(
+            files[cell],
+            LanguageModel(config.model),
+            "language_model",
+            config=to_dict(config),
+            vocabulary=vocab.to_json(),
+        )
+    norms = gradient_norm_figure(files, tmp_path / "t.txt", tmp_path / "g.png", steps=20, batch_size=3)
+    assert set(norms) == {"rnn", "gru", "lstm"} and all(n.shape == (19,) for n in norms.values())
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

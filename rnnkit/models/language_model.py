@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnkit import nn as layers
+
 __all__ = ["LanguageModelConfig", "LanguageModel", "make_recurrent", "detach_state", "language_model_metrics"]
 
 CELLS = ("rnn", "lstm", "gru")
@@ -73,8 +75,8 @@ class LanguageModelConfig:
 def make_recurrent(
     cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float
 ) -> nn.Module:
-    """The one place that picks the recurrent layer class (batch_first, torch.nn API: same for rnnkit.nn)."""
-    layer_class = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+    """The one place that picks the recurrent layer: rnnkit.nn's drop-in torch.nn layers (batch_first)."""
+    layer_class = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}[cell]
     return layer_class(
         input_size,
         hidden_size,

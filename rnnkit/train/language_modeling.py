@@ -43,6 +43,7 @@ __all__ = [
     "train_language_model",
     "load_language_model",
     "evaluate_language_model",
+    "gradient_norm_figure",
 ]
 
 TASK = "language_model"
@@ -252,3 +253,38 @@ def evaluate_language_model(
     metrics = evaluate(task, TrainerConfig(accelerator=accelerator, devices=1, progress_bar=progress_bar))
     metrics["valid_tokens"] = float(stream.targets.numel())  # the remainder that fills no row is not scored
     return metrics
+
+
+def gradient_norm_figure(
+    checkpoints: dict[str, str | Path],
+    data_path: str | Path,
+    out_png: str | Path,
+    steps: int = 100,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Vanishing gradients made visible: ||dL_T/dh_t|| per step, several trained models, the same windows.
+
+    Args:
+        checkpoints: name -> model file, e.g. {"rnn": ..., "gru": ..., "lstm": ...} trained on the same text.
+        data_path: the text; `batch_size` windows of `steps` + 1 tokens are drawn from it with `seed`.
+        out_png: where the log-scale plot goes.
+    Returns:
+        name -> (steps - 1,) gradient norms (see `rnnkit.train.plots.gradient_norms_through_time`).
+    """
+    from .plots import gradient_norms_through_time, plot_gradient_norms
+
+    text = read_text(data_path)
+    norms = {}
+    for name, path in checkpoints.items():
+        model, vocab, _ = load_language_model(path)
+        ids = torch.tensor(vocab.encode(text))
+        if len(ids) < steps + 1:
+            raise ValueError(f"{data_path} has {len(ids)} tokens, fewer than steps + 1 = {steps + 1}")
+        starts = torch.randint(
+            0, len(ids) - steps, (batch_size,), generator=torch.Generator().manual_seed(seed)
+        )
+        windows = torch.stack([ids[s : s + steps + 1] for s in starts.tolist()])  # (B, T + 1)
+        norms[name] = gradient_norms_through_time(model, windows[:, :-1], windows[:, -1])
+    plot_gradient_norms(norms, out_png, title=f"gradient norm through time, {Path(data_path).name}")
+    return norms

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from .checkpoint import SafeCheckpointIO, save_model
 from .config import OptimConfig, TrainerConfig
@@ -54,10 +55,10 @@ def _is_worker_process() -> bool:
 
 def make_run_dir(config: TrainerConfig, task_name: str) -> Path:
     """Create `output_dir/run_name` (default: task name + timestamp); refuse to reuse a non-empty one."""
-    if _is_worker_process() and os.environ.get(_RUN_DIR_ENV):
-        return Path(os.environ[_RUN_DIR_ENV])
     name = config.run_name or f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.output_dir) / name
+    if _is_worker_process():  # only global rank 0 writes; other nodes need --run-name to agree on the name
+        return Path(os.environ.get(_RUN_DIR_ENV, run_dir))
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ValueError(
             f"run directory {run_dir} already exists and is not empty; use --resume {run_dir} "
@@ -156,6 +157,13 @@ def _lightning_trainer(
     config: TrainerConfig, run_dir: Path | None, callbacks: list, grad_clip: float
 ) -> pl.Trainer:
     logger = CSVLogger(save_dir=run_dir, name="", version="") if run_dir is not None else False
+    try:
+        return _make_trainer(config, run_dir, callbacks, grad_clip, logger)
+    except MisconfigurationException as e:  # e.g. 16-mixed precision on a CPU, or a GPU that is not there
+        raise ValueError(f"cannot set up training: {e}") from e
+
+
+def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) -> pl.Trainer:
     return pl.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
