@@ -15,7 +15,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnkit import nn as rnn
 from rnnkit import reference
 
-torch.set_default_dtype(torch.float64)
 KINDS = {  # name: (ours, torch's, extra kwargs)
     "rnn_tanh": (rnn.RNN, torch.nn.RNN, {}),
     "rnn_relu": (rnn.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
@@ -26,6 +25,16 @@ KINDS = {  # name: (ours, torch's, extra kwargs)
 I, H, T, B = 3, 4, 5, 3
 LENGTHS = [3, 5, 1]        # unsorted on purpose
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs in float64 (restored afterwards, so other test files keep their default)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def pair(kind, seed=0, **kwargs):

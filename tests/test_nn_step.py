@@ -5,7 +5,6 @@ import torch
 
 from rnnkit import nn as rnn
 
-torch.set_default_dtype(torch.float64)
 I, H, T, B = 3, 4, 6, 2
 KINDS = {
     "rnn_tanh": (rnn.RNN, {}), "rnn_relu": (rnn.RNN, {"nonlinearity": "relu"}),
@@ -16,6 +15,16 @@ VARIANTS = {
     "zoneout": {"zoneout": 0.3}, "weight_drop": {"weight_drop": 0.5},
     "all": {"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2, "weight_drop": 0.4},
 }
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs in float64 (restored afterwards, so other test files keep their default)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def states(state):

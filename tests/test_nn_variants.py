@@ -12,8 +12,8 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import nn as rnn
+from rnnkit.reference import variants as twins
 
-torch.set_default_dtype(torch.float64)
 I, H, T, B = 3, 4, 4, 3
 KINDS = {
     "rnn_tanh": (rnn.RNN, {}), "rnn_relu": (rnn.RNN, {"nonlinearity": "relu"}),
@@ -26,6 +26,16 @@ VARIANT_SETS = {
     "weight_drop": {"weight_drop": 0.5},
     "all": {"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2, "weight_drop": 0.4},
 }
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here runs in float64 (restored afterwards, so other test files keep their default)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def make(kind, seed=0, **kwargs):
@@ -242,7 +252,6 @@ def test_layer_norm_parameters():
 
 # ------------------------------------------------------------------------------ the NumPy twins
 
-twins = pytest.importorskip("rnnkit.reference.variants", reason="rnnkit.reference.variants not written yet")
 
 
 @pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
