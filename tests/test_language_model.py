@@ -112,3 +112,15 @@ def test_untrained_uniform_decoder_gives_log_v():
     loss = model(tokens, targets=tokens)[2]
     assert loss.item() == pytest.approx(math.log(13), abs=1e-12)
     assert F.softmax(model.step(tokens[:, 0])[0], -1)[0, 0].item() == pytest.approx(1 / 13)
+
+
+def test_carried_state_from_autocast_reenters_in_the_input_dtype():
+    """bf16-mixed training: the layer returns a bf16 state under autocast; the next window still runs."""
+    model = LanguageModel(LanguageModelConfig(vocab_size=13, embedding_size=6, hidden_size=6, cell="lstm"))
+    tokens = torch.randint(0, 13, (2, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, state, loss = model(tokens, targets=tokens)
+        _, state, loss = model(tokens, detach_state(state), targets=tokens)
+    assert torch.isfinite(loss)
+    _, fp32_state = model(tokens, tuple(s.bfloat16() for s in state))
+    assert fp32_state[0].dtype == torch.float32

@@ -137,6 +137,8 @@ class LanguageModel(nn.Module):
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tuple(tokens.shape)}")
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        if state is not None:  # under autocast the layer returns a bf16/fp16 state; it re-enters in x's dtype
+            state = state.to(x.dtype) if torch.is_tensor(state) else tuple(s.to(x.dtype) for s in state)
         out, state = self.rnn(x, state)  # (B, T, H)
         logits = self.decoder(self.dropout(out))  # (B, T, V)
         if targets is None:
