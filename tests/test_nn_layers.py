@@ -217,6 +217,10 @@ def test_forward_errors():
         (lambda: lstm(x, lengths=LENGTHS, enforce_sorted=True), r"decreasing .* got \[3, 5, 1\]"),
         (lambda: lstm(x, masks={"zoneout_h_l0": torch.ones(T, B, H)}), "unknown mask 'zoneout_h_l0'"),
         (lambda: lstm.step(torch.randn(1, B, I)), "got 3-D"),
+        (lambda: rnn.GRU(I, H, zoneout=0.1).eval()(x, masks={"zoneout_h_l0": torch.ones(T, B, H)}),
+         r"training mode only .* got \['zoneout_h_l0'\]"),
+        (lambda: rnn.GRU(I, H, zoneout=0.1)(x, masks={"zoneout_h_l0": torch.ones(T, B + 1, H)}),
+         r"expected shape \(5, 3, 4\), got \(5, 4, 4\)"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):

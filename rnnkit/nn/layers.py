@@ -9,7 +9,7 @@ alone keeps the fused kernel, run on the dropped W_hh. Beyond torch.nn:
   sequence's state at its last real step and the backward direction never reads padding; padded outputs are 0;
 - gradients in eval mode on CUDA (cuDNN refuses, so cuDNN is switched off for that call);
 - `step(x_t, state) -> (y_t, state)` for streaming, equal to the full-sequence forward;
-- `masks=` to inject the variants' random masks (see variants.py), and `last_masks` to read the ones drawn;
+- `masks=` to inject the variants' random masks in training (see variants.py); `last_masks` holds those drawn;
 - errors at the boundary that name the expected and the given values (ValueError).
 
     >>> lstm = LSTM(3, 8, num_layers=2, layer_norm=True, zoneout=0.1, batch_first=True)
@@ -85,17 +85,20 @@ class _Recurrent:
 
         Args:
             lengths: list or tensor (B,) of the valid lengths of a padded, batched `input`.
-            masks: dict of variant masks (keys and shapes in variants.py) used instead of drawing them.
+            masks: training mode only: variant masks (keys, shapes in variants.py) to use instead of drawing
+                them; those left out are drawn. `last_masks` holds the masks of the last forward.
             enforce_sorted: with `lengths`, demand lengths in decreasing order (as pack_padded_sequence).
         Returns:
             output (T, B, D * H_out) (or (B, T, ...) / PackedSequence as the input), h_n (L * D, B, H_out)
             (LSTM: (h_n, c_n), c_n (L * D, B, H)).
         """
         T, B, lengths = check_input(self, input, hx, lengths, enforce_sorted)
+        if masks and not self.training:
+            raise ValueError(f"masks apply in training mode only (eval is exact), got {sorted(masks)}")
         check_masks(masks or {}, self._expected_mask_shapes(T, B))
-        masks = {**self.sample_masks(T, B), **(masks or {})} if self.training else dict(masks or {})
+        masks = {**self.sample_masks(T, B), **(masks or {})} if self.training else {}
         self.last_masks = masks
-        if self.use_scan or self.variants.needs_scan(self.training) or self._has_step_masks(masks):
+        if self.use_scan or self.variants.needs_scan(self.training):
             return self._scan_forward(input, hx, lengths, masks)
         dropped = {f"weight_hh{s}": getattr(self, f"weight_hh{s}") * masks[f"weight_drop{s}"]
                    for s in self._suffixes() if f"weight_drop{s}" in masks}
@@ -217,10 +220,6 @@ class _Recurrent:
              "zoneout_h": self.variants.zoneout, "zoneout_c": self.variants.zoneout * (self.mode == "LSTM")}
         kinds = [kind for kind in MASK_KINDS if p[kind] > 0]     # masks only for the variants that are on
         return {kind + sfx: shapes[kind] for kind in kinds for sfx in self._suffixes()}
-
-    @staticmethod
-    def _has_step_masks(masks: dict[str, Tensor]) -> bool:
-        return any(key.startswith(("zoneout_", "recurrent_dropout")) for key in masks)
 
 
 class RNN(_Recurrent, nn.RNN):

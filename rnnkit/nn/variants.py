@@ -13,7 +13,7 @@ rnnkit.reference). Per layer-direction with suffix sfx = f"_l{k}" (+ "_reverse")
                         (DropConnect, Merity et al. 2017); eval: M = 1
 
 Masks are plain tensors in a dict keyed by kind and suffix, so a test can inject the same masks into the torch
-layer and its NumPy twin:
+layer and its NumPy twin (training mode only; dropout masks are pre-scaled, zoneout masks are 0/1):
 
     recurrent_dropout{sfx}  (B, H_out)       zoneout_h{sfx}  (T, B, H_out)   indexed by input time t
     weight_drop{sfx}        (G, H_out)       zoneout_c{sfx}  (T, B, H)       (LSTM only)
