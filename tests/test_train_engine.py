@@ -216,3 +216,21 @@ def test_gradient_norm_figure_from_model_files(tmp_path):
     norms = gradient_norm_figure(files, tmp_path / "t.txt", tmp_path / "g.png", steps=20, batch_size=3)
     assert set(norms) == {"rnn", "gru", "lstm"} and all(n.shape == (19,) for n in norms.values())
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_early_stopping_stops_when_valid_loss_stalls(tmp_path):
+    """lr = 0: validation loss never improves, so with patience 2 training stops at the third validation."""
+    stalled = tiny_config(
+        tmp_path,
+        "optim.lr=0",
+        "trainer.val_check_interval=2",
+        "trainer.early_stopping_patience=2",
+        "trainer.max_steps=40",
+        "trainer.run_name=s",
+    )
+    assert train_language_model(stalled).global_step == 6
+    # and a run that ends mid-epoch before any validation is no error
+    short = tiny_config(
+        tmp_path, "trainer.early_stopping_patience=2", "trainer.max_steps=3", "trainer.run_name=t"
+    )
+    assert train_language_model(short).global_step == 3

@@ -214,7 +214,10 @@ def fit(
         ExportModel(run_dir, task),
     ]
     if config.early_stopping_patience and task.valid_batches is not None:
-        all_callbacks.append(EarlyStopping(monitor="valid_loss", patience=config.early_stopping_patience))
+        stop = EarlyStopping(
+            monitor="valid_loss", patience=config.early_stopping_patience, check_on_train_epoch_end=False
+        )
+        all_callbacks.append(stop)
     trainer = _lightning_trainer(config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip)
     module = TaskModule(task, optim)
     earlier_metrics = _set_aside(run_dir / "metrics.csv") if resume else []  # the CSV logger starts afresh
