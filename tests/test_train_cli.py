@@ -78,6 +78,10 @@ def test_train_then_evaluate(tmp_path, capsys):
     metrics = json.loads(out.strip().splitlines()[-1])
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / 0.6931471805599453)
     assert 0 < metrics["loss"] < 5 and metrics["tokens"] > 0
+    assert f"path: {tmp_path / 't.txt'}" in (tmp_path / "runs/x/config.yaml").read_text()  # resolved
+    (tmp_path / "runs/x/checkpoints/last.safetensors").write_bytes(b"not a checkpoint")
+    code, out, err = run(["train", "--resume", str(tmp_path / "runs/x"), "--max-steps", "9"], capsys)
+    assert code == 2 and "last.safetensors is not a readable rnnkit checkpoint" in err
 
 
 def test_help_lists_every_config_key(capsys):

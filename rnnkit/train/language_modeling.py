@@ -181,6 +181,12 @@ def train_language_model(
                 f"cannot resume: {vocab_file} not found (is {run_dir} an rnnkit run directory?)"
             )
         vocab = Vocabulary.from_json(json.loads(vocab_file.read_text(encoding="utf-8")))
+    if (
+        resume_dir is None and config.data.path and Path(config.data.path).exists()
+    ):  # resumable from any folder
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, path=str(Path(config.data.path).resolve()))
+        )
     pl.seed_everything(config.trainer.seed, verbose=False)
     task, config, vocab = language_model_task(config, vocab)
     if resume_dir is None:
