@@ -53,6 +53,7 @@ def scan(
     """
     outputs = []
     valid = None if lengths is None else torch.arange(xp.shape[0], device=xp.device).unsqueeze(1) < lengths
+    zoneout = [d.unbind(0) if isinstance(d, Tensor) else d for d in zoneout]   # (B, size) per step
     for t, xp_t in enumerate(xp.unbind(0)):                # unbind: one backward node, not T full-size copies
         new = step(xp_t, state, p, recurrent_mask)
         if zoneout:
@@ -67,11 +68,11 @@ def scan(
     return torch.stack(outputs), state                    # (T, B, H_out)
 
 
-def _zoneout(d: Zoneout, t: int, old: Tensor, fresh: Tensor) -> Tensor:
+def _zoneout(d, t: int, old: Tensor, fresh: Tensor) -> Tensor:
+    """d_t * old + (1 - d_t) * fresh, as one lerp kernel (fresh + d_t * (old - fresh))."""
     if d is None:
         return fresh
-    d_t = d if isinstance(d, float) else d[t]             # (B, size) or scalar
-    return d_t * old + (1 - d_t) * fresh
+    return torch.lerp(fresh, old, d if isinstance(d, float) else d[t])   # d[t]: (B, size)
 
 
 def scan_layers(
