@@ -287,3 +287,38 @@ def test_equals_numpy_twin(kind):
         names = ["input", *(n for n, _ in layer.named_parameters()), "h0", "c0"][: len(grads)]
         for name, grad in zip(names, grads, strict=True):
             np.testing.assert_allclose(grad.numpy(), ref_grads[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def assert_same_mean(a: np.ndarray, b: np.ndarray, axis: int) -> None:
+    """Sample means agree within 5 standard errors (two independent samples along `axis`)."""
+    n_a, n_b = a.shape[axis], b.shape[axis]
+    error = np.sqrt(a.var(axis) / n_a + b.var(axis) / n_b)
+    assert (np.abs(a.mean(axis) - b.mean(axis)) <= 5 * error + 1e-12).all()
+
+
+def assert_same_distribution(a: np.ndarray, b: np.ndarray, axis: int) -> None:
+    """Same mean and same variance (the mean of the squared deviations), each within 5 standard errors."""
+    assert_same_mean(a, b, axis)
+    squares = [(v - v.mean(axis, keepdims=True)) ** 2 for v in (a, b)]
+    assert_same_mean(*squares, axis)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_train_mode_statistics_match_twin(kind):
+    """Masks drawn independently by each side (no injection): outputs have the same mean and variance.
+
+    recurrent_dropout and zoneout draw per sequence, so 20000 copies of one sequence are 20000 samples;
+    weight_drop draws one mask per call, so it is sampled over 300 calls.
+    """
+    twin_cls = {"lstm": twins.VariantLSTM, "gru": twins.VariantGRU}[kind]
+    for options, calls, n in (({"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2}, 1, 20000),
+                              ({"weight_drop": 0.5}, 300, 1)):
+        layer = make(kind, **options)
+        twin = twin_cls(I, H, **options, seed=0)
+        twin.params = {k: v.detach().numpy().copy() for k, v in layer.state_dict().items()}
+        x = torch.randn(T, 1, I).expand(T, n, I)
+        with torch.no_grad():
+            ours = np.concatenate([layer(x)[0].numpy() for _ in range(calls)], axis=1)    # (T, samples, H)
+        theirs = np.concatenate([twin.forward(x.numpy().copy())[0] for _ in range(calls)], axis=1)
+        assert_same_distribution(ours, theirs, axis=1)
+        assert ours[1:].std(1).min() > 1e-3      # the masks do vary the output (h_0 = 0 at t = 0)
