@@ -143,22 +143,22 @@ class _Recurrent:
 
     @contextlib.contextmanager
     def _swapped(self, weights: dict[str, Tensor]):
-        """Swap weights for tensors while torch runs (RNNBase.__setattr__ keeps _flat_weights in sync)."""
+        """Let torch's fused forward read other tensors for some weights (e.g. W_hh * M) for one call.
+
+        torch's forward reads `_flat_weights`; it rebuilds that list only when a parameter object changed, so
+        replacing list entries (after a sync) leaves the parameters, their order and cuDNN's buffer untouched.
+        """
         if not weights:
             yield
             return
-        parameters = dict(self._parameters)                 # to restore the order as well
+        self._update_flat_weights()
+        saved = self._flat_weights
+        names = self._flat_weights_names
+        self._flat_weights = [weights.get(name, w) for name, w in zip(names, saved, strict=True)]
         try:
-            for name, tensor in weights.items():
-                del self._parameters[name]
-                setattr(self, name, tensor)
             yield
         finally:
-            for name in weights:
-                self.__dict__.pop(name, None)
-            self._parameters.clear()
-            self._parameters.update(parameters)
-            self._init_flat_weights()
+            self._flat_weights = saved
 
     def _scan_forward(self, input, hx, lengths: Tensor | None, masks: dict[str, Tensor]):
         packed = isinstance(input, PackedSequence)
