@@ -175,7 +175,7 @@ class _Recurrent:
             sizes = (out_size, self.hidden_size) if is_lstm else (out_size,)
             hx = tuple(x.new_zeros(self.num_layers * D, x.shape[1], n) for n in sizes)
         else:
-            hx = hx if isinstance(hx, tuple) else (hx,)
+            hx = tuple(hx) if isinstance(hx, tuple | list) else (hx,)
             hx = hx if batched else tuple(h.unsqueeze(1) for h in hx)
         suffixes = self._suffixes()
         zoneout_p = self.variants.zoneout if self.variants.zoneout > 0 else None
