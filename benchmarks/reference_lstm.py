@@ -191,7 +191,10 @@ def main(argv=None) -> None:
     for name in ("repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    configs = [Config.parse(c) for c in args.configs]
+    try:
+        configs = [Config.parse(c) for c in args.configs]
+    except ValueError as e:
+        parser.error(str(e))
 
     torch.set_num_threads(args.threads)
     set_blas_threads(args.threads)
