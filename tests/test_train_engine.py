@@ -109,9 +109,11 @@ def test_evaluate_matches_a_plain_torch_loop(tmp_path):
 def test_resume_continues_exactly_across_an_epoch_boundary(tmp_path):
     """Stop mid-epoch at step 10, resume to 30 (an epoch is 22 batches): same weights as 30 steps straight.
 
-    Dropout and two layers make the RNG state and the carried (h, c) matter.
+    Dropout and two layers make the RNG state and the carried (h, c) matter; the cosine schedule, its state.
     """
     common = [
+        "optim.schedule=cosine",
+        "optim.decay_steps=30",
         "model.num_layers=2",
         "model.dropout=0.3",
         "trainer.checkpoint_every_n_steps=5",
@@ -234,3 +236,24 @@ def test_early_stopping_stops_when_valid_loss_stalls(tmp_path):
         tmp_path, "trainer.early_stopping_patience=2", "trainer.max_steps=3", "trainer.run_name=t"
     )
     assert train_language_model(short).global_step == 3
+
+
+def test_cosine_schedule_decays_from_lr_to_its_final_fraction():
+    from rnnkit.train.config import OptimConfig
+    from rnnkit.train.module import Task, TaskModule
+
+    task = Task(name="t", model=torch.nn.Linear(2, 2), loss=None, train_batches=None)
+    config = OptimConfig(lr=0.1, schedule="cosine", decay_steps=10, final_lr_fraction=0.2)
+    configured = TaskModule(task, config).configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert configured["lr_scheduler"]["interval"] == "step"
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.02 + 0.5 * (0.1 - 0.02) * (1 + math.cos(math.pi * k / 10)) for k in range(10)]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="optim.schedule"):
+        OptimConfig(schedule="linear")

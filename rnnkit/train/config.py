@@ -51,6 +51,10 @@ class OptimConfig:
         weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
         momentum: SGD momentum.
         grad_clip: clip the global gradient norm to this value (0 = off); Pascanu et al. 2013.
+        schedule: "constant", or "cosine": lr decays as a half cosine per optimiser step, from `lr` to
+            `lr * final_lr_fraction` over `decay_steps` steps (0 = the whole run, Lightning's estimate).
+        decay_steps: length of the cosine decay in optimiser steps (0 = the whole run).
+        final_lr_fraction: the cosine schedule's last learning rate, as a fraction of `lr`.
     """
 
     name: str = "adam"
@@ -58,11 +62,18 @@ class OptimConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0
     grad_clip: float = 1.0
+    schedule: str = "constant"
+    decay_steps: int = 0
+    final_lr_fraction: float = 0.1
 
     def __post_init__(self):
         if self.name not in ("adam", "adamw", "sgd"):
             raise ValueError(f"optim.name must be 'adam', 'adamw' or 'sgd', got {self.name!r}")
-        for name in ("lr", "weight_decay", "momentum", "grad_clip"):
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"optim.final_lr_fraction must lie in [0, 1], got {self.final_lr_fraction}")
+        for name in ("lr", "weight_decay", "momentum", "grad_clip", "decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -74,6 +85,7 @@ class TrainerConfig:
     Args:
         max_epochs: passes over the training data.
         max_steps: stop after this many optimiser steps (-1 = no limit).
+        max_time_minutes: stop after this much wall-clock time (0 = no limit), checked after each batch.
         seed: seeds Python, NumPy and torch; with the same seed a run is reproducible.
         accelerator: "cpu", "gpu", "mps" or "auto".
         devices: number of devices (processes) per node, or "auto"; > 1 trains data-parallel (DDP).
@@ -92,6 +104,7 @@ class TrainerConfig:
 
     max_epochs: int = 10
     max_steps: int = -1
+    max_time_minutes: float = 0.0
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = 1
@@ -118,6 +131,7 @@ class TrainerConfig:
             "limit_val_batches",
             "checkpoint_every_n_steps",
             "early_stopping_patience",
+            "max_time_minutes",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")

@@ -11,6 +11,7 @@ task turns the mean loss into its metrics (for a language model: nats, bits per 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,7 +144,17 @@ class TaskModule(pl.LightningModule):
         self.log_dict({f"valid_{k}": float(v) for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self):
-        return make_optimizer(self.model.parameters(), self.optim_config)
+        optimizer = make_optimizer(self.model.parameters(), self.optim_config)
+        config = self.optim_config
+        if config.schedule == "constant":
+            return optimizer
+        steps = config.decay_steps or self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ValueError("optim.schedule=cosine needs optim.decay_steps or trainer.max_steps")
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=int(steps), eta_min=config.lr * config.final_lr_fraction
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     # ---- exact resume ----
     def _gather(self, tree: Any) -> list:

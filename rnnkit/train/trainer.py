@@ -172,6 +172,7 @@ def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) 
         precision=config.precision,
         max_epochs=config.max_epochs,
         max_steps=config.max_steps,
+        max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
         val_check_interval=config.val_check_interval or None,
         check_val_every_n_epoch=None if config.val_check_interval else 1,
         limit_val_batches=config.limit_val_batches or None,
