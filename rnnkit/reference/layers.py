@@ -30,6 +30,24 @@ from .scan import scan, scan_backward
 from .validate import check_array, check_lengths, check_state
 
 
+def project(layer_input, W_ih):
+    """x W_ih^T at every time step, (T, B, I) -> (T, B, G): one 2-D product (a 3-D one loops over T)."""
+    T, B, _ = layer_input.shape
+    return (layer_input.reshape(T * B, -1) @ W_ih.T).reshape(T, B, -1)
+
+
+def sum_outer(d, v):
+    """sum over t and b of the outer products d_tb v_tb^T: (T, B, G), (T, B, K) -> (G, K), one product."""
+    return d.reshape(-1, d.shape[2]).T @ v.reshape(-1, v.shape[2])
+
+
+def project_backward(d_xp, layer_input, W_ih):
+    """The gradients of `project`: dL/d layer_input (T, B, I) and {"weight_ih": (G, I)}."""
+    T, B, G = d_xp.shape
+    d_in = (d_xp.reshape(T * B, G) @ W_ih).reshape(T, B, -1)  # (T, B, I), one 2-D product
+    return d_in, {"weight_ih": sum_outer(d_xp, layer_input)}
+
+
 class RecurrentLayer:
     """A stack of `num_layers` recurrent layers of one cell kind, each uni- or bidirectional."""
 
@@ -119,17 +137,29 @@ class RecurrentLayer:
         """Run the stack over a padded batch.
 
         Args:
-            x: (T, B, I), or (B, T, I) when batch_first.
+            x: (T, B, I), or (B, T, I) when batch_first; T >= 1, B >= 1.
             hx: initial state(s), (L*D, B, H); for LSTM a pair (h_0, c_0). Zeros when None.
             lengths: (B,) the length of each sequence, 1 <= length <= T; None means all T.
 
         Returns:
             output (T, B, D*H) (or batch first), and h_n (L*D, B, H) -- for LSTM (h_n, c_n).
         """
+        x, states0, mask = self._check_forward(x, hx, lengths)
+        return self._forward(x, states0, mask)
+
+    __call__ = forward
+
+    def _check_forward(self, x, hx, lengths):
+        """The boundary: x time-major (T, B, I), the initial states, and the (T, B, 1) length mask or None."""
         x = check_array(x, "input", ndim=3, dtype=self.dtype)
         if self.batch_first:
             x = x.transpose(1, 0, 2)
         T, B, I = x.shape
+        if T == 0 or B == 0:
+            shown = (B, T, I) if self.batch_first else (T, B, I)
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(f"input must have at least one time step and one sequence, got shape {shown} "
+                             f"{layout}")
         if I != self.input_size:
             raise ValueError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}"
@@ -141,31 +171,36 @@ class RecurrentLayer:
             if (lengths < T).any():
                 mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1) of 0/1
                 mask = mask.astype(self.dtype)  # not bool: 1 - mask must stay in the data's dtype
+        return x, states0, mask
 
+    def _forward(self, x, states0, mask):
+        """Every layer, each direction over the previous layer's output (the directions concatenated)."""
         caches, finals, layer_input = [], [], x
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
-                # (T, B, G): all input projections in one 2-D product (NumPy would loop over T for a 3-D one)
-                xp = (layer_input.reshape(T * B, -1) @ W_ih.T).reshape(T, B, -1)
-                xp += b_ih
                 state0 = tuple(s[layer * self.num_directions + direction] for s in states0)
-                ys, final, cache = scan(self.cell, xp, state0, W_hh, b_hh, mask, reverse=bool(direction))
+                ys, final, cache = self._direction_forward(layer_input, sfx, state0, mask, bool(direction))
                 outputs.append(ys)
                 finals.append(final)
-                caches.append((layer_input, cache))
+                caches.append(cache)
             layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
 
-        self._cache = (caches, mask, T, B)
+        self._cache = (caches, mask, *x.shape[:2])
         output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
         h_n = np.stack([f[0] for f in finals])  # (L*D, B, H)
         if self.cell.num_states == 2:
             return output, (h_n, np.stack([f[1] for f in finals]))
         return output, h_n
 
-    __call__ = forward
+    def _direction_forward(self, layer_input, sfx, state0, mask, reverse):
+        """One layer-direction: project all inputs at once, scan the cell. Returns (ys, final, cache)."""
+        W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
+        xp = project(layer_input, W_ih)  # (T, B, G)
+        xp += b_ih
+        ys, final, cache = scan(self.cell, xp, state0, W_hh, b_hh, mask, reverse)
+        return ys, final, (layer_input, cache)
 
     def _initial_states(self, hx, B):
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
@@ -173,7 +208,9 @@ class RecurrentLayer:
             return tuple(np.zeros(shape, self.dtype) for _ in range(self.cell.num_states))
         if self.cell.num_states == 2:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError("LSTM expects hx as a tuple (h_0, c_0)")
+                given = f"a {type(hx).__name__}" + (f" of length {len(hx)}" if isinstance(hx, (tuple, list))
+                                                    else f" of shape {np.shape(hx)}")
+                raise ValueError(f"LSTM expects hx as a tuple (h_0, c_0), got {given}")
             names = ("h_0", "c_0")
             return tuple(check_state(s, name, shape, self.dtype) for s, name in zip(hx, names, strict=True))
         return (check_state(hx, "hx", shape, self.dtype),)
@@ -186,7 +223,11 @@ class RecurrentLayer:
         Args:
             d_output: dL/d output, shaped as the output.
             d_h_n, d_c_n: dL/d h_n and (LSTM) dL/d c_n, (L*D, B, H); zeros when None.
-            truncate: backpropagate through the last `truncate` steps of each direction only.
+            truncate: truncated BPTT: backpropagate through the last `truncate` steps of each sequence only,
+                counted from that sequence's own end in each direction's processing order (forward direction:
+                t = length-k ... length-1; reverse direction: t = k-1 ... 0). The state entering those steps
+                is a constant, so the gradients of the earlier inputs are 0, and "h0" ("c0") is 0 for every
+                sequence longer than `truncate`; truncate >= T is full BPTT.
 
         Returns:
             A dict with the gradient of every parameter under its state_dict name, and "input" (dL/dx, shaped
@@ -217,22 +258,12 @@ class RecurrentLayer:
             for direction in range(D):
                 index = layer * D + direction
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                layer_input, cache = caches[index]
-                W_ih, W_hh, _, _ = self._weights(sfx)
                 d_ys = d_layer_output[:, :, direction * H : (direction + 1) * H]
                 d_final = tuple(d[index] for d in d_finals)
-                d_xp, d_hp, d_state0, dh = scan_backward(
-                    self.cell, d_ys, d_final, cache, W_hh, mask, truncate
+                d_in, d_state0, direction_grads = self._direction_backward(
+                    d_ys, d_final, caches[index], sfx, mask, truncate
                 )
-                self.hidden_grads[sfx] = dh
-                # All weight gradients at once: sum over t and b of outer products is one matrix product.
-                G = d_xp.shape[2]
-                grads["weight_ih" + sfx] = d_xp.reshape(-1, G).T @ layer_input.reshape(T * B, -1)
-                grads["weight_hh" + sfx] = d_hp.reshape(-1, G).T @ cache.h_prev.reshape(T * B, H)
-                if self.bias:
-                    grads["bias_ih" + sfx] = d_xp.sum(axis=(0, 1))
-                    grads["bias_hh" + sfx] = d_hp.sum(axis=(0, 1))
-                d_in = (d_xp.reshape(T * B, G) @ W_ih).reshape(T, B, -1)  # (T, B, I_layer), one 2-D product
+                grads.update(direction_grads)
                 d_layer_input = d_in if d_layer_input is None else d_layer_input + d_in
                 for d0, d in zip(d_states0, d_state0, strict=True):
                     d0[index] = d
@@ -243,6 +274,19 @@ class RecurrentLayer:
         if self.cell.num_states == 2:
             grads["c0"] = d_states0[1]
         return {name: grads[name] for name in [*self.params, "input", "h0", "c0"] if name in grads}
+
+    def _direction_backward(self, d_ys, d_final, cache, sfx, mask, truncate):
+        """One layer-direction backward: (dL/d layer_input (T, B, I_layer), d_state0, {name: gradient})."""
+        layer_input, scan_cache = cache
+        W_ih, W_hh, _, _ = self._weights(sfx)
+        d_xp, d_hp, d_state0, dh = scan_backward(self.cell, d_ys, d_final, scan_cache, W_hh, mask, truncate)
+        self.hidden_grads[sfx] = dh
+        d_in, grads = project_backward(d_xp, layer_input, W_ih)
+        grads["weight_hh"] = sum_outer(d_hp, scan_cache.h_prev)  # (G, H)
+        if self.bias:
+            grads["bias_ih"] = d_xp.sum(axis=(0, 1))
+            grads["bias_hh"] = d_hp.sum(axis=(0, 1))
+        return d_in, d_state0, {name + sfx: g for name, g in grads.items()}
 
     def __repr__(self):
         extra = f", num_layers={self.num_layers}" if self.num_layers > 1 else ""
@@ -257,25 +301,29 @@ class RNN(RecurrentLayer):
     mode = "RNN_TANH"
 
 
-class LSTM(RecurrentLayer):
-    """LSTM with torch.nn.LSTM's equations and gate order (i, f, g, o); see `cells.LSTM`."""
+class GatedSignature:
+    """torch.nn.LSTM's and GRU's argument list: the layer's without `nonlinearity` (a gated cell has none)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 bidirectional=False, *args, **kwargs):
+        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional,
+                         *args, **kwargs)
+
+
+class LSTM(GatedSignature, RecurrentLayer):
+    """LSTM with torch.nn.LSTM's equations and gate order (i, f, g, o); see `cells.LSTM`.
+
+    Args: as `RecurrentLayer` less `nonlinearity`: (input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, bidirectional=False, seed=None, dtype=np.float64).
+    """
 
     mode = "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, seed=None, dtype=np.float64):
-        super().__init__(
-            input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype
-        )
 
+class GRU(GatedSignature, RecurrentLayer):
+    """GRU with torch.nn.GRU's equations and gate order (r, z, n); see `cells.GRU`.
 
-class GRU(RecurrentLayer):
-    """GRU with torch.nn.GRU's equations and gate order (r, z, n); see `cells.GRU`."""
+    Args: as `LSTM`.
+    """
 
     mode = "GRU"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, seed=None, dtype=np.float64):
-        super().__init__(
-            input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional, seed, dtype
-        )

@@ -66,8 +66,11 @@ def scan_backward(cell, d_ys, d_state_final, cache, W_hh, mask=None, truncate=No
     Args:
         d_ys: (T, B, H) gradient of the loss with respect to the outputs.
         d_state_final: tuple of (B, H) gradients with respect to the final state.
-        truncate: if given, backpropagate through the last `truncate` processed steps only; the state entering
-            them is treated as a constant (truncated BPTT), so earlier steps get no gradient.
+        truncate: if given, backpropagate through the last `truncate` steps of each sequence only (truncated
+            BPTT), counted in processing order from that sequence's own last element: t = length-k ...
+            length-1 forward, t = k-1 ... 0 in reverse. The state entering those steps is treated as a
+            constant, so earlier steps get no gradient, and d_state0 is 0 for every sequence longer than
+            `truncate`.
 
     Returns:
         d_xp: (T, B, G) gradients of the input projections; d_hp: (T, B, G) of the recurrent projections;
@@ -79,11 +82,15 @@ def scan_backward(cell, d_ys, d_state_final, cache, W_hh, mask=None, truncate=No
     d_hp = None  # a separate buffer only for cells whose d_hp differs from d_xp (GRU); otherwise d_hp is d_xp
     dh_history = np.zeros((T, B, H), dtype=d_ys.dtype)
     d_state = d_state_final
-    n_steps = len(cache.order) if truncate is None else min(truncate, len(cache.order))
-    for k in range(len(cache.order) - 1, len(cache.order) - 1 - n_steps, -1):
+    window = None if truncate is None else _truncation_window(mask, cache.order, truncate)
+    first = 0 if window is None else int(np.argmax(window.any(axis=(1, 2))))  # earlier steps get nothing
+    for k in range(len(cache.order) - 1, first - 1, -1):
         t = cache.order[k]
         m = None if mask is None else mask[t]  # (B, 1)
         dy = d_ys[t] if m is None else d_ys[t] * m  # outputs past a sequence's end are constant zeros
+        if window is not None and not window[k].all():  # sequences whose window starts later: cut here
+            dy = dy * window[k]
+            d_state = tuple(d * window[k] for d in d_state)
         d_state = (d_state[0] + dy,) + d_state[1:]  # h_t feeds both the output and the next step
         if m is None:
             d_through = d_state
@@ -98,6 +105,15 @@ def scan_backward(cell, d_ys, d_state_final, cache, W_hh, mask=None, truncate=No
             d_state = d_prev
         else:
             d_state = tuple(dp + d * (1 - m) for dp, d in zip(d_prev, d_state, strict=True))
-    if n_steps < len(cache.order):
+    if first > 0:
         d_state = tuple(np.zeros_like(d) for d in d_state)
     return d_xp, d_xp if d_hp is None else d_hp, d_state, dh_history
+
+
+def _truncation_window(mask, order, truncate):
+    """(T, B, 1) in processing order: 1 where a step is among its sequence's last `truncate` real steps, or
+    is padding processed after them (the identity, through which the final state's gradient flows back)."""
+    T = len(order)
+    real = np.ones((T, 1, 1)) if mask is None else mask[order]  # (T, B|1, 1) in processing order
+    real_from_here = np.cumsum(real[::-1], axis=0)[::-1]  # real steps at this processing index or later
+    return real_from_here <= truncate

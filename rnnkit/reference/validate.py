@@ -1,4 +1,4 @@
-"""Checks at the boundary of the reference engine: bad input fails here, with the expected and the given values."""
+"""Checks at the boundary of the reference engine: bad input fails here, with the numbers."""
 
 from __future__ import annotations
 
@@ -36,5 +36,7 @@ def check_lengths(lengths, T, B):
             raise ValueError(f"lengths must be integers, got {arr.tolist()}")
         arr = arr.astype(np.int64)
     if arr.min() < 1 or arr.max() > T:
-        raise ValueError(f"lengths must lie in [1, {T}] (the padded length), got min {arr.min()}, max {arr.max()}")
+        raise ValueError(
+            f"lengths must lie in [1, {T}] (the padded length), got min {arr.min()}, max {arr.max()}"
+        )
     return arr.astype(np.int64)

@@ -29,11 +29,12 @@ holds the masks of the last forward (the same layout), so they can be fed to the
 mode no masks are accepted: m = 1, M = 1, and zoneout takes its expectation h_t = p h_{t-1} + (1 - p) h~_t,
 so eval is deterministic.
 
-Composition: each layer-direction builds a variant cell (below) that satisfies the step / step_backward
-protocol of `cells.py`, runs it with `scan.scan` / `scan.scan_backward` (lengths, reverse, truncation), and
-forms the input-side gradients after the time loop, like `layers.RecurrentLayer`. The cell holds the masks and
-layer-norm parameters of its layer-direction and accumulates the gradients of the recurrent-side parameters
-(W_hh, b_hh, LN_hh, LN_c) during step_backward.
+Composition: a variant layer is a `layers.RecurrentLayer` that overrides only its per-direction hooks. Each
+layer-direction wraps the plain cell's `update` (`cells.py`) in a `VariantCell`, which adds the recurrent
+projection with dropout, layer norm and zoneout and satisfies the scan's step / step_backward protocol; the
+layer runs it with `scan.scan` / `scan.scan_backward` (lengths, reverse, truncation) and forms the input-side
+gradients after the time loop. The cell holds the masks and layer-norm parameters of its layer-direction and
+accumulates the gradients of the recurrent-side parameters (W_hh, b_hh, LN_hh, LN_c) during step_backward.
 
     >>> import numpy as np
     >>> from rnnkit.reference.variants import LayerNormLSTM
@@ -49,10 +50,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import sigmoid
-from .layers import RecurrentLayer
+from .cells import LSTM
+from .layers import GatedSignature, RecurrentLayer, project, project_backward
 from .scan import scan, scan_backward
-from .validate import check_array, check_lengths, check_state
+from .validate import check_array
 
 __all__ = [
     "LayerNormGRU",
@@ -98,32 +99,36 @@ def layer_norm_backward(dy, cache, gamma):
 
 
 class VariantCell:
-    """The recurrent projection, recurrent dropout and zoneout around a cell's gate equations.
+    """A plain cell's `update` with the variants' recurrent projection and zoneout around it.
+
+        hp = LN_hh((h * m) W_hh^T) + b_hh,   state~ = cell.update(xp, hp, state),   h = d h_prev + (1 - d) h~
 
     Satisfies the step protocol of `cells.py` (`step(xp, state, W_hh, b_hh)`, `step_backward(d_state, cache,
     W_hh, out=None)`), with W_hh the weight-dropped matrix the layer passes in. Built afresh for every forward
     call of one layer-direction: `scan` calls `step` once per time step in processing order, which is how the
-    cell finds the time index t of its zoneout masks. Subclasses give the gate equations: `cell_update(xp, hp,
-    state) -> (state~, cache)` and `cell_update_backward(d_state~, cache) -> (d_xp, d_hp, d_state direct)`.
+    cell finds the time index t of its zoneout masks.
 
     Args:
-        hidden_size: H.
+        cell: the plain cell (`cells.CELLS[mode]`) whose `update` gives the gate equations.
         reverse: whether the scan processes t = T-1 ... 0.
         T: the number of time steps.
         ln_hh: (gamma, beta), each (G,), or None for no layer norm on h W_hh^T.
-        ln_c: (gamma, beta), each (H,), or None (LSTM only).
         dropout: (B, H) the scaled recurrent-dropout mask m / (1 - p), or None.
         zoneout: one (T, B, H) array per state (or (T, 1, 1) filled with p in eval), or None.
     """
 
-    gates = 1
-    num_states = 1
-
-    def __init__(self, hidden_size, reverse, T, ln_hh=None, ln_c=None, dropout=None, zoneout=None):
-        self.hidden_size, self.reverse, self.T = hidden_size, reverse, T
-        self.ln_hh, self.ln_c, self.dropout, self.zoneout = ln_hh, ln_c, dropout, zoneout
+    def __init__(self, cell, reverse, T, ln_hh=None, dropout=None, zoneout=None):
+        self.cell, self.gates, self.num_states = cell, cell.gates, cell.num_states
+        self.reverse, self.T = reverse, T
+        self.ln_hh, self.dropout, self.zoneout = ln_hh, dropout, zoneout
         self._steps_done = 0
         self.grads: dict[str, np.ndarray] = {}
+
+    def update(self, xp, hp, state):
+        return self.cell.update(xp, hp, state)
+
+    def update_backward(self, d_state, cache, out=None):
+        return self.cell.update_backward(d_state, cache, out)
 
     def reset_grads(self):
         self.grads = {}
@@ -136,143 +141,65 @@ class VariantCell:
         self._steps_done += 1
         h = state[0]
         h_in = h if self.dropout is None else h * self.dropout  # variational: the same m at every step
-        u = h_in @ W_hh.T  # (B, G)
+        hp = h_in @ W_hh.T  # (B, G)
         ln_cache = None
-        if self.ln_hh is None:
-            hp = u + b_hh
-        else:
-            hp, ln_cache = layer_norm(u, *self.ln_hh)
-            hp = hp + b_hh
-        tilde, gates_cache = self.cell_update(xp, hp, state)  # the cell's ordinary new state h~ (, c~)
+        if self.ln_hh is not None:
+            hp, ln_cache = layer_norm(hp, *self.ln_hh)
+        hp = hp + b_hh
+        tilde, update_cache = self.update(xp, hp, state)  # the cell's ordinary new state h~ (, c~)
         if self.zoneout is None:
-            new_state, d = tilde, None
-        else:
-            d = tuple(z[t] for z in self.zoneout)  # (B, H) each, 1 = keep the previous value
-            new_state = tuple(dk * s + (1.0 - dk) * s_new
-                              for dk, s, s_new in zip(d, state, tilde, strict=True))
-        return new_state, (h_in, u, ln_cache, gates_cache, d)
+            return tilde, (h_in, ln_cache, update_cache, None)
+        d = tuple(z[t] for z in self.zoneout)  # (B, H) each, 1 = keep the previous value
+        new_state = tuple(dk * s + (1.0 - dk) * s_new for dk, s, s_new in zip(d, state, tilde, strict=True))
+        return new_state, (h_in, ln_cache, update_cache, d)
 
     def step_backward(self, d_state, cache, W_hh, out=None):
-        h_in, u, ln_cache, gates_cache, d = cache
-        if d is None:
-            d_tilde, d_kept = d_state, tuple(0.0 for _ in d_state)
-        else:
-            d_tilde = tuple((1.0 - dk) * ds for dk, ds in zip(d, d_state, strict=True))
-            d_kept = tuple(dk * ds for dk, ds in zip(d, d_state, strict=True))
-        d_xp, d_hp, d_direct = self.cell_update_backward(d_tilde, gates_cache)
-        if out is not None:  # the scan's (T, B, G) buffer for this step (see cells.py)
-            out[...] = d_xp
-            d_xp, d_hp = out, (out if d_hp is d_xp else d_hp)
+        h_in, ln_cache, update_cache, d = cache
+        d_tilde = d_state if d is None else tuple((1.0 - dk) * ds for dk, ds in zip(d, d_state, strict=True))
+        d_xp, d_hp, d_direct = self.update_backward(d_tilde, update_cache, out)
         self._accumulate("bias_hh", d_hp.sum(axis=0))
-        if self.ln_hh is None:
-            d_u = d_hp
-        else:
+        d_u = d_hp  # (B, G) w.r.t. (h * m) W_hh^T
+        if self.ln_hh is not None:
             d_u, d_gamma, d_beta = layer_norm_backward(d_hp, ln_cache, self.ln_hh[0])
             self._accumulate("layer_norm_hh_weight", d_gamma)
             self._accumulate("layer_norm_hh_bias", d_beta)
         self._accumulate("weight_hh", d_u.T @ h_in)  # (G, H), w.r.t. the weight-dropped W_hh
         d_h = d_u @ W_hh  # (B, H) through the recurrent projection
         if self.dropout is not None:
-            d_h = d_h * self.dropout
-        d_prev = (d_direct[0] + d_h, *d_direct[1:])
-        return d_xp, d_hp, tuple(dp + dk for dp, dk in zip(d_prev, d_kept, strict=True))
+            d_h *= self.dropout
+        d_prev = (d_h if d_direct[0] is None else d_h + d_direct[0], *d_direct[1:])
+        if d is None:
+            return d_xp, d_hp, d_prev
+        return d_xp, d_hp, tuple(dp + dk * ds for dp, dk, ds in zip(d_prev, d, d_state, strict=True))
 
 
-class VariantRNNCell(VariantCell):
-    """h~ = tanh(xp + hp) (or relu)."""
+class LayerNormLSTMCell(VariantCell):
+    """The LSTM of Ba et al. (2016): LN on c~ before the output tanh, h~ = o tanh(LN_c(c~)).
 
-    gates = 1
-    num_states = 1
-    relu = False
+    Args:
+        ln_c: (gamma, beta), each (H,). The rest as `VariantCell`, whose cell is `cells.LSTM`.
+    """
 
-    def cell_update(self, xp, hp, state):
-        a = xp + hp  # (B, H)
-        h_new = np.maximum(a, 0.0) if self.relu else np.tanh(a)
-        return (h_new,), h_new
+    def __init__(self, ln_c, reverse, T, ln_hh=None, dropout=None, zoneout=None):
+        super().__init__(LSTM, reverse, T, ln_hh, dropout, zoneout)
+        self.ln_c = ln_c
 
-    def cell_update_backward(self, d_tilde, h_new):
-        (dh,) = d_tilde
-        d_pre = dh * (h_new > 0) if self.relu else dh * (1.0 - h_new * h_new)
-        return d_pre, d_pre, (0.0,)
+    def update(self, xp, hp, state):
+        (_, c_new), (c, gates, g, _) = LSTM.update(xp, hp, state)  # i, f, g, o and c~ = f c + i g
+        c_norm, ln_cache = layer_norm(c_new, *self.ln_c)
+        tanh_c = np.tanh(c_norm)
+        h_new = gates[:, 3 * c.shape[1] :] * tanh_c  # o tanh(LN_c(c~)), in place of LSTM's o tanh(c~)
+        return (h_new, c_new), ((c, gates, g, tanh_c), ln_cache)
 
-
-class VariantRNNReLUCell(VariantRNNCell):
-    relu = True
-
-
-class VariantLSTMCell(VariantCell):
-    """a = xp + hp; i, f, o = sigma(.), g = tanh(.); c~ = f c + i g; h~ = o tanh(LN_c(c~))."""
-
-    gates = 4
-    num_states = 2
-
-    def cell_update(self, xp, hp, state):
-        h, c = state
-        a = xp + hp  # (B, 4H)
-        H = self.hidden_size
-        i = sigmoid(a[:, :H])
-        f = sigmoid(a[:, H : 2 * H])
-        g = np.tanh(a[:, 2 * H : 3 * H])
-        o = sigmoid(a[:, 3 * H :])
-        c_new = f * c + i * g
-        ln_cache = None
-        if self.ln_c is None:
-            tanh_c = np.tanh(c_new)
-        else:
-            c_norm, ln_cache = layer_norm(c_new, *self.ln_c)
-            tanh_c = np.tanh(c_norm)
-        h_new = o * tanh_c
-        return (h_new, c_new), (c, i, f, g, o, tanh_c, ln_cache)
-
-    def cell_update_backward(self, d_tilde, cache):
-        dh, dc = d_tilde
-        c, i, f, g, o, tanh_c, ln_cache = cache
-        do = dh * tanh_c
-        d_c_out = dh * o * (1.0 - tanh_c * tanh_c)  # through h~ = o tanh(LN_c(c~))
-        if self.ln_c is not None:
-            d_c_out, d_gamma, d_beta = layer_norm_backward(d_c_out, ln_cache, self.ln_c[0])
-            self._accumulate("layer_norm_c_weight", d_gamma)
-            self._accumulate("layer_norm_c_bias", d_beta)
-        dc = dc + d_c_out
-        d_pre = np.concatenate(
-            [dc * g * i * (1.0 - i), dc * c * f * (1.0 - f), dc * i * (1.0 - g * g), do * o * (1.0 - o)],
-            axis=1,
-        )  # (B, 4H): i, f, g, o
-        return d_pre, d_pre, (0.0, dc * f)
-
-
-class VariantGRUCell(VariantCell):
-    """r = sigma(xp_r + hp_r); z = sigma(xp_z + hp_z); n = tanh(xp_n + r hp_n); h~ = (1 - z) n + z h."""
-
-    gates = 3
-    num_states = 1
-
-    def cell_update(self, xp, hp, state):
-        (h,) = state
-        H = self.hidden_size
-        r = sigmoid(xp[:, :H] + hp[:, :H])
-        z = sigmoid(xp[:, H : 2 * H] + hp[:, H : 2 * H])
-        hp_n = hp[:, 2 * H :]
-        n = np.tanh(xp[:, 2 * H :] + r * hp_n)
-        return (n + z * (h - n),), (h, r, z, n, hp_n)
-
-    def cell_update_backward(self, d_tilde, cache):
-        (dh,) = d_tilde
-        h, r, z, n, hp_n = cache
-        dn_pre = dh * (1.0 - z) * (1.0 - n * n)
-        dr_pre = dn_pre * hp_n * r * (1.0 - r)
-        dz_pre = dh * (h - n) * z * (1.0 - z)
-        d_xp = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)  # (B, 3H)
-        d_hp = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)  # r multiplies hp_n
-        return d_xp, d_hp, (dh * z,)
-
-
-VARIANT_CELLS = {
-    "RNN_TANH": VariantRNNCell,
-    "RNN_RELU": VariantRNNReLUCell,
-    "LSTM": VariantLSTMCell,
-    "GRU": VariantGRUCell,
-}
+    def update_backward(self, d_state, cache, out=None):
+        dh, dc = d_state
+        lstm_cache, ln_cache = cache
+        c, gates, _, tanh_c = lstm_cache
+        d_c_norm = dh * gates[:, 3 * c.shape[1] :] * (1.0 - tanh_c * tanh_c)  # through h~ = o tanh(LN_c(c~))
+        d_c_new, d_gamma, d_beta = layer_norm_backward(d_c_norm, ln_cache, self.ln_c[0])
+        self._accumulate("layer_norm_c_weight", d_gamma)
+        self._accumulate("layer_norm_c_bias", d_beta)
+        return LSTM.gates_backward(dh, dc + d_c_new, lstm_cache, out)
 
 
 # ----------------------------------------------------------------------------------- layers
@@ -321,7 +248,6 @@ class VariantLayer(RecurrentLayer):
         self.weight_drop = _check_probability("weight_drop", weight_drop)
         super().__init__(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, bidirectional,
                          seed, dtype)
-        self.cell_class = VARIANT_CELLS[self.mode]
         self.training = True
         self.rng = np.random.default_rng(None if seed is None else [seed, 1])  # masks, apart from the init
         self.last_masks: dict[str, np.ndarray] = {}
@@ -390,24 +316,25 @@ class VariantLayer(RecurrentLayer):
             resolved[name] = m
         return resolved
 
-    def _direction_masks(self, masks, sfx, T):
+    def _direction_masks(self, sfx, T):
         """Per layer-direction: (dropout multiplier, weight-drop multiplier, zoneout tuple), each or None."""
         zoneout = None
         if self.zoneout > 0:
             names = ("zoneout_h", "zoneout_c")[: self.cell.num_states]
             if self.training:
-                zoneout = tuple(masks[name + sfx] for name in names)  # (T, B, H) each
+                zoneout = tuple(self.last_masks[name + sfx] for name in names)  # (T, B, H) each
             else:  # the expectation: d_t = p everywhere
                 zoneout = tuple(np.full((T, 1, 1), self.zoneout, self.dtype) for _ in names)
+        masks = self.last_masks
         return masks.get("recurrent_dropout" + sfx), masks.get("weight_drop" + sfx), zoneout
 
-    # ----------------------------------------------------------------------------------- forward
+    # ----------------------------------------------------------------------------------- forward, backward
 
     def forward(self, x, hx=None, lengths=None, masks=None):
         """Run the stack over a padded batch (see the module docstring for `masks`).
 
         Args:
-            x: (T, B, I), or (B, T, I) when batch_first.
+            x: (T, B, I), or (B, T, I) when batch_first; T >= 1, B >= 1.
             hx: initial state(s), (L*D, B, H); for LSTM a pair (h_0, c_0). Zeros when None.
             lengths: (B,) the length of each sequence, 1 <= length <= T; None means all T.
             masks: dict of masks keyed kind + suffix (module docstring); training mode only;
@@ -416,126 +343,47 @@ class VariantLayer(RecurrentLayer):
         Returns:
             output (T, B, D*H) (or batch first), and h_n (L*D, B, H) -- for LSTM (h_n, c_n).
         """
-        x = check_array(x, "input", ndim=3, dtype=self.dtype)
-        if self.batch_first:
-            x = x.transpose(1, 0, 2)
-        T, B, I = x.shape
-        if I != self.input_size:
-            raise ValueError(
-                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}"
-            )
-        states0 = self._initial_states(hx, B)
-        mask = None
-        if lengths is not None:
-            lengths = check_lengths(lengths, T, B)
-            if (lengths < T).any():
-                mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None]  # (T, B, 1)
-        masks = self._resolve_masks(masks, T, B)
-        self.last_masks = masks
-
-        caches, finals, layer_input = [], [], x
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(self.num_directions):
-                index = layer * self.num_directions + direction
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
-                dropout, weight, zoneout = self._direction_masks(masks, sfx, T)
-                W_hh_used = W_hh if weight is None else W_hh * weight  # DropConnect, shared over B and T
-                v = layer_input @ W_ih.T  # (T, B, G): all input projections in one product
-                ln_cache = None
-                if self.layer_norm:
-                    v, ln_cache = layer_norm(v, *self._ln("ih", sfx))
-                xp = v + b_ih
-                ln_hh, ln_c = self._ln("hh", sfx), self._ln("c", sfx)
-                cell = self.cell_class(self.hidden_size, bool(direction), T, ln_hh, ln_c, dropout, zoneout)
-                state0 = tuple(s[index] for s in states0)
-                ys, final, cache = scan(cell, xp, state0, W_hh_used, b_hh, mask, reverse=bool(direction))
-                outputs.append(ys)
-                finals.append(final)
-                caches.append((layer_input, ln_cache, cell, cache, W_hh_used, weight))
-            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
-
-        self._cache = (caches, mask, T, B)
-        output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
-        h_n = np.stack([f[0] for f in finals])  # (L*D, B, H)
-        if self.cell.num_states == 2:
-            return output, (h_n, np.stack([f[1] for f in finals]))
-        return output, h_n
+        x, states0, mask = self._check_forward(x, hx, lengths)
+        self.last_masks = self._resolve_masks(masks, *x.shape[:2])
+        return self._forward(x, states0, mask)
 
     __call__ = forward
 
-    # ----------------------------------------------------------------------------------- backward
+    def _direction_forward(self, layer_input, sfx, state0, mask, reverse):
+        T = layer_input.shape[0]
+        W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
+        dropout, weight, zoneout = self._direction_masks(sfx, T)
+        W_hh_used = W_hh if weight is None else W_hh * weight  # DropConnect, shared over B and T
+        v = project(layer_input, W_ih)  # (T, B, G)
+        ln_cache = None
+        if self.layer_norm:
+            v, ln_cache = layer_norm(v, *self._ln("ih", sfx))
+        xp = v + b_ih
+        ln_hh, ln_c = self._ln("hh", sfx), self._ln("c", sfx)
+        if ln_c is None:
+            cell = VariantCell(self.cell, reverse, T, ln_hh, dropout, zoneout)
+        else:
+            cell = LayerNormLSTMCell(ln_c, reverse, T, ln_hh, dropout, zoneout)
+        ys, final, cache = scan(cell, xp, state0, W_hh_used, b_hh, mask, reverse)
+        return ys, final, (layer_input, ln_cache, cell, cache, W_hh_used, weight)
 
-    def backward(self, d_output, d_h_n=None, d_c_n=None, truncate=None):
-        """Backpropagation through time for the last `forward` (the same contract as RecurrentLayer.backward).
-
-        Returns:
-            A dict with the gradient of every parameter under its state_dict name, "input" (shaped as x),
-            "h0" (and "c0" for LSTM), (L*D, B, H). The masks are constants. `self.hidden_grads` as in
-            RecurrentLayer.
-        """
-        if self._cache is None:
-            raise RuntimeError("backward() needs a forward() first")
-        if truncate is not None and (not isinstance(truncate, (int, np.integer)) or truncate < 1):
-            raise ValueError(f"truncate must be a positive integer or None, got {truncate!r}")
-        caches, mask, T, B = self._cache
-        D, H = self.num_directions, self.hidden_size
-        expected = (B, T, D * H) if self.batch_first else (T, B, D * H)
-        d_output = check_array(d_output, "d_output", shape=expected, dtype=self.dtype)
-        if self.batch_first:
-            d_output = d_output.transpose(1, 0, 2)
-        state_shape = (self.num_layers * D, B, H)
-        d_finals = [
-            np.zeros(state_shape, self.dtype) if d is None else check_state(d, name, state_shape, self.dtype)
-            for d, name in ((d_h_n, "d_h_n"), (d_c_n, "d_c_n"))[: self.cell.num_states]
-        ]
-
-        grads = {}
-        d_states0 = [np.zeros(state_shape, self.dtype) for _ in range(self.cell.num_states)]
-        d_layer_output = d_output
-        for layer in reversed(range(self.num_layers)):
-            d_layer_input = None
-            for direction in range(D):
-                index = layer * D + direction
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                layer_input, ln_cache, cell, cache, W_hh_used, weight = caches[index]
-                d_ys = d_layer_output[:, :, direction * H : (direction + 1) * H]
-                d_final = tuple(d[index] for d in d_finals)
-                cell.reset_grads()  # the cell accumulates W_hh, b_hh, LN_hh, LN_c gradients step by step
-                d_xp, _, d_state0, dh = scan_backward(cell, d_ys, d_final, cache, W_hh_used, mask, truncate)
-                self.hidden_grads[sfx] = dh
-                G = d_xp.shape[2]
-                zeros = {"weight_hh": np.zeros((G, H), self.dtype), "bias_hh": np.zeros(G, self.dtype)}
-                step_grads = {**zeros, **cell.grads}
-                d_W_hh = step_grads["weight_hh"]
-                grads["weight_hh" + sfx] = d_W_hh if weight is None else d_W_hh * weight  # W_hh' = W_hh * M
-                if self.bias:
-                    grads["bias_ih" + sfx] = d_xp.sum(axis=(0, 1))
-                    grads["bias_hh" + sfx] = step_grads["bias_hh"]
-                d_v = d_xp  # (T, B, G) w.r.t. x W_ih^T
-                if self.layer_norm:
-                    gamma_ih = self.params["layer_norm_ih_weight" + sfx]
-                    d_v, d_gamma, d_beta = layer_norm_backward(d_xp, ln_cache, gamma_ih)
-                    grads["layer_norm_ih_weight" + sfx], grads["layer_norm_ih_bias" + sfx] = d_gamma, d_beta
-                    for part, size in (("hh", G), ("c", H)):
-                        for kind in ("weight", "bias"):
-                            name = f"layer_norm_{part}_{kind}"
-                            if name + sfx in self.params:
-                                grads[name + sfx] = step_grads.get(name, np.zeros(size, self.dtype))
-                W_ih = self.params["weight_ih" + sfx]
-                grads["weight_ih" + sfx] = d_v.reshape(-1, G).T @ layer_input.reshape(T * B, -1)
-                d_in = d_v @ W_ih  # (T, B, I_layer)
-                d_layer_input = d_in if d_layer_input is None else d_layer_input + d_in
-                for d0, d in zip(d_states0, d_state0, strict=True):
-                    d0[index] = d
-            d_layer_output = d_layer_input
-
-        grads["input"] = d_layer_output.transpose(1, 0, 2) if self.batch_first else d_layer_output
-        grads["h0"] = d_states0[0]
-        if self.cell.num_states == 2:
-            grads["c0"] = d_states0[1]
-        return {name: grads[name] for name in [*self.params, "input", "h0", "c0"] if name in grads}
+    def _direction_backward(self, d_ys, d_final, cache, sfx, mask, truncate):
+        layer_input, ln_cache, cell, scan_cache, W_hh_used, weight = cache
+        cell.reset_grads()  # the cell accumulates W_hh, b_hh, LN_hh, LN_c gradients step by step
+        d_xp, _, d_state0, dh = scan_backward(cell, d_ys, d_final, scan_cache, W_hh_used, mask, truncate)
+        self.hidden_grads[sfx] = dh
+        grads = dict(cell.grads)
+        if weight is not None:
+            grads["weight_hh"] = grads["weight_hh"] * weight  # W_hh' = W_hh * M
+        grads["bias_ih"] = d_xp.sum(axis=(0, 1))
+        d_v = d_xp  # (T, B, G) w.r.t. x W_ih^T
+        if self.layer_norm:
+            d_v, grads["layer_norm_ih_weight"], grads["layer_norm_ih_bias"] = layer_norm_backward(
+                d_xp, ln_cache, self.params["layer_norm_ih_weight" + sfx]
+            )
+        d_in, input_grads = project_backward(d_v, layer_input, self.params["weight_ih" + sfx])
+        grads.update(input_grads)
+        return d_in, d_state0, {name + sfx: g for name, g in grads.items() if name + sfx in self.params}
 
     def __repr__(self):
         options = [f"layer_norm={self.layer_norm}"] if self.layer_norm else []
@@ -552,28 +400,16 @@ class VariantRNN(VariantLayer):
     mode = "RNN_TANH"
 
 
-class VariantLSTM(VariantLayer):
-    """LSTM (torch gate order i, f, g, o) with the variant options; see `VariantLayer`."""
+class VariantLSTM(GatedSignature, VariantLayer):
+    """LSTM (torch gate order i, f, g, o) with the variant options; see `VariantLayer` (no `nonlinearity`)."""
 
     mode = "LSTM"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, layer_norm=False, recurrent_dropout=0.0, zoneout=0.0, weight_drop=0.0,
-                 seed=None, dtype=np.float64):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional,
-                         layer_norm, recurrent_dropout, zoneout, weight_drop, seed, dtype)
 
-
-class VariantGRU(VariantLayer):
-    """GRU (torch gate order r, z, n) with the variant options; see `VariantLayer`."""
+class VariantGRU(GatedSignature, VariantLayer):
+    """GRU (torch gate order r, z, n) with the variant options; see `VariantLayer` (no `nonlinearity`)."""
 
     mode = "GRU"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 bidirectional=False, layer_norm=False, recurrent_dropout=0.0, zoneout=0.0, weight_drop=0.0,
-                 seed=None, dtype=np.float64):
-        super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, bidirectional,
-                         layer_norm, recurrent_dropout, zoneout, weight_drop, seed, dtype)
 
 
 class LayerNormRNN(VariantRNN):
