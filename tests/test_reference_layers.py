@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -157,6 +158,66 @@ def test_truncated_bptt_matches_torch_on_the_last_k_steps(mode, num_layers, k):
         assert not dh[: T - k].any(), sfx
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_truncated_bptt_with_lengths_counts_from_each_sequence_end(mode, num_layers):
+    """Oracle: per sequence, torch runs its first length-k steps without grad, then the last k with grad."""
+    rng = np.random.default_rng(11)
+    T, I, H, k = 6, 2, 3, 2
+    lengths = [6, 3, 2, 5]  # the third fits in the window whole: full BPTT, h0 included
+    B = len(lengths)
+    ref = make_layer(mode, I, H, seed=4, num_layers=num_layers)
+    is_lstm = mode == "LSTM"
+    shape = (num_layers, B, H)
+    hx = (rng.normal(size=shape), rng.normal(size=shape)) if is_lstm else rng.normal(size=shape)
+    x = rng.normal(size=(T, B, I))
+    out, _ = ref.forward(x, hx, lengths=lengths)
+    d_out = rng.normal(size=out.shape)  # entries past a sequence's end or before its window must not count
+    d_finals = [rng.normal(size=shape) for _ in range(2 if is_lstm else 1)]
+    grads = ref.backward(d_out, *d_finals, truncate=k)
+
+    module = torch_twin(ref)
+    loss, tails, h0s = 0.0, [], []
+    for b, n in enumerate(lengths):
+        h0 = [torch.tensor(h[:, b : b + 1], requires_grad=True) for h in (hx if is_lstm else (hx,))]
+        state = tuple(h0) if is_lstm else h0[0]
+        if n > k:
+            with torch.no_grad():
+                _, state = module(torch.tensor(x[: n - k, b : b + 1]), state)
+        x_tail = torch.tensor(x[max(n - k, 0) : n, b : b + 1], requires_grad=True)
+        out_tail, final = module(x_tail, state)
+        loss = loss + (out_tail * torch.tensor(d_out[max(n - k, 0) : n, b : b + 1])).sum()
+        for f, d in zip(final if is_lstm else (final,), d_finals, strict=True):
+            loss = loss + (f * torch.tensor(d[:, b : b + 1])).sum()
+        tails.append(x_tail)
+        h0s.append(h0)
+    loss.backward()
+
+    for name, p in module.named_parameters():
+        assert relative_error(grads[name], p.grad) <= TOL, name
+    for b, n in enumerate(lengths):
+        start = max(n - k, 0)
+        assert relative_error(grads["input"][start:n, b : b + 1], tails[b].grad) <= TOL, b
+        assert not grads["input"][:start, b].any() and not grads["input"][n:, b].any(), b
+        for name, h0 in zip(("h0", "c0"), h0s[b], strict=False):
+            expected = h0.grad if n <= k else torch.zeros_like(h0)
+            assert relative_error(grads[name][:, b : b + 1], expected) <= TOL, (name, b)
+    assert grads["h0"][:, 2].any()  # the whole-window sequence does get its h0 gradient
+
+
+def test_truncated_bptt_reverse_direction_counts_from_t_0():
+    """In reverse each sequence ends at t = 0, so the window is t = k-1 ... 0 for every length."""
+    rng = np.random.default_rng(12)
+    T, B, I, H, k = 5, 3, 2, 3, 2
+    ref = GRU(I, H, bidirectional=True, seed=1)
+    x = rng.normal(size=(T, B, I))
+    out, _ = ref.forward(x, lengths=[5, 3, 1])
+    grads = ref.backward(rng.normal(size=out.shape), truncate=k)
+    dh = ref.hidden_grads["_l0_reverse"]
+    assert not dh[k:].any() and dh[:k, :2].all()
+    assert not grads["h0"][1, :2].any() and grads["h0"][1, 2].any()  # length 1 <= k: full BPTT
+
+
 def test_truncate_at_least_T_is_full_bptt():
     rng = np.random.default_rng(2)
     ref = GRU(2, 3, num_layers=2, seed=0)
@@ -302,11 +363,26 @@ def test_bad_inputs_fail_with_the_numbers():
         rnn.forward(bad)
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_empty_input_fails_at_the_boundary(batch_first):
+    for layer in (RNN(3, 4, batch_first=batch_first), LSTM(3, 4, batch_first=batch_first)):
+        for T, B in ((0, 2), (5, 0)):
+            shape = (B, T, 3) if batch_first else (T, B, 3)
+            layout = "(B, T, I)" if batch_first else "(T, B, I)"
+            expected = re.escape(f"at least one time step and one sequence, got shape {shape} {layout}")
+            with pytest.raises(ValueError, match=expected):
+                layer.forward(np.zeros(shape))
+
+
 def test_lstm_state_must_be_a_pair():
     lstm = LSTM(3, 4)
     x = np.zeros((5, 2, 3))
-    with pytest.raises(ValueError, match=r"\(h_0, c_0\)"):
+    with pytest.raises(ValueError, match=r"\(h_0, c_0\), got a ndarray of shape \(1, 2, 4\)"):
         lstm.forward(x, np.zeros((1, 2, 4)))
+    with pytest.raises(ValueError, match=r"\(h_0, c_0\), got a tuple of length 3"):
+        lstm.forward(x, (np.zeros((1, 2, 4)),) * 3)
+    with pytest.raises(ValueError, match=r"\(h_0, c_0\), got a list of length 1"):
+        lstm.forward(x, [np.zeros((1, 2, 4))])
     with pytest.raises(ValueError, match=r"c_0: expected shape \(1, 2, 4\), got \(1, 3, 4\)"):
         lstm.forward(x, (np.zeros((1, 2, 4)), np.zeros((1, 3, 4))))
 
