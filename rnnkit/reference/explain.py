@@ -1,7 +1,8 @@
 """A step-by-step trace of a small recurrent forward pass, with the arithmetic written out, for learners.
 
-Two halves: `trace` computes every intermediate quantity as data (a list of `Step`s, each a tuple of
-named `Quantity`s with the rule that produced it), and `format_trace` prints it. `parse_weights` turns a plain
+Three files: `explain_trace.trace` computes every intermediate quantity as data (a list of `Step`s, each a
+tuple of named `Quantity`s with the rule that produced it), `explain_format.format_trace` prints it, and this
+file reads the weights and is the command (it re-exports both). `parse_weights` turns a plain
 dict (a JSON file) into a validated `ExplainInput`. The equations are torch.nn's, gate order included (see
 `cells.py`):
 
@@ -48,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import sigmoid
+from .explain_format import format_trace
+from .explain_trace import GATES, Apply, Bias, MatVec, Product, Quantity, Step, trace
 
 __all__ = [
     "Apply",
@@ -66,8 +68,6 @@ __all__ = [
     "trace",
 ]
 
-GATES = {"rnn": ("h",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-CELL_NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
 
 # The classic tutorial example: 3 time steps of 2 features, 3 hidden units, 2 outputs, h_0 = 0, no biases.
 TUTORIAL = {
@@ -242,287 +242,6 @@ def default_example(cell: str = "rnn", seed: int = 0) -> dict:
         spec[f"W_x{g}"] = np.round(rng.uniform(-1, 1, (H, I)), 1).tolist()
         spec[f"W_h{g}"] = np.round(rng.uniform(-1, 1, (H, H)), 1).tolist()
     return spec
-
-
-# ----------------------------------------------------------------------------------- trace as data
-
-
-@dataclass(frozen=True)
-class MatVec:
-    """A term M v of a sum."""
-
-    matrix: str
-    M: np.ndarray  # (n, k)
-    vector: str
-    v: np.ndarray  # (k,)
-
-
-@dataclass(frozen=True)
-class Product:
-    """An elementwise term a * b of a sum."""
-
-    left: str
-    a: np.ndarray  # (n,)
-    right: str
-    b: np.ndarray  # (n,)
-
-
-@dataclass(frozen=True)
-class Bias:
-    """A vector term b of a sum."""
-
-    name: str
-    b: np.ndarray  # (n,)
-
-
-@dataclass(frozen=True)
-class Apply:
-    """value = function(argument), elementwise (softmax: over the vector)."""
-
-    function: str  # "tanh", "sigmoid", "relu", "softmax"
-    argument: str
-    value: np.ndarray  # (n,) the argument's value
-
-
-FUNCTIONS = {
-    "tanh": np.tanh,
-    "sigmoid": sigmoid,
-    "relu": lambda a: np.maximum(a, 0.0),
-    "softmax": lambda a: np.exp(a - a.max()) / np.exp(a - a.max()).sum(),
-}
-
-
-@dataclass(frozen=True)
-class Quantity:
-    """One named vector of a step, and the rule that produced it: a sum of terms, or a function applied."""
-
-    symbol: str  # "a", "ai", "i", "c", "h", "y", "p", ...
-    name: str  # the symbol at its time step, e.g. "h_2"
-    meaning: str  # e.g. "input gate"
-    rule: tuple | Apply  # a tuple of MatVec/Product/Bias terms (their sum), or an Apply
-    value: np.ndarray  # (n,)
-
-
-@dataclass(frozen=True)
-class Step:
-    """Every quantity computed at time step t (1-based, as in the tutorials), in order of computation."""
-
-    t: int
-    x: np.ndarray  # (I,)
-    quantities: tuple
-
-    def __getitem__(self, symbol: str) -> np.ndarray:
-        for q in self.quantities:
-            if q.symbol == symbol:
-                return q.value
-        have = [q.symbol for q in self.quantities]
-        raise KeyError(f"step {self.t} has no quantity {symbol!r}; it has {have}")
-
-
-def _sum(terms):
-    total = 0.0
-    for term in terms:
-        if isinstance(term, MatVec):
-            total = total + term.M @ term.v
-        elif isinstance(term, Product):
-            total = total + term.a * term.b
-        else:
-            total = total + term.b
-    return total
-
-
-def _gate_sum(inp, g, t, x, h):
-    """The terms of W_xg x_t + W_hg h_{t-1} (+ b_g when given)."""
-    terms = (MatVec(f"W_x{g}", inp.W_x[g], f"x_{t}", x), MatVec(f"W_h{g}", inp.W_h[g], f"h_{t - 1}", h))
-    return terms + ((Bias(f"b_{g}", inp.b[f"b_{g}"]),) if f"b_{g}" in inp.b else ())
-
-
-def _step(inp, t, x, h, c, softmax):
-    """Every quantity of time step t, in order of computation; returns (quantities, h_t, c_t)."""
-    qs = []
-
-    def add(symbol, meaning, rule):
-        value = FUNCTIONS[rule.function](rule.value) if isinstance(rule, Apply) else _sum(rule)
-        qs.append(Quantity(symbol, f"{symbol}_{t}", meaning, rule, value))
-        return value
-
-    if inp.cell == "rnn":
-        a = add("a", "pre-activation", _gate_sum(inp, "h", t, x, h))
-        h = add("h", "hidden state", Apply(inp.nonlinearity, f"a_{t}", a))
-    elif inp.cell == "lstm":
-        gate = {}
-        for g, act, meaning in (("i", "sigmoid", "input gate"), ("f", "sigmoid", "forget gate"),
-                                ("g", "tanh", "candidate cell"), ("o", "sigmoid", "output gate")):
-            a = add(f"a{g}", f"{meaning} pre-activation", _gate_sum(inp, g, t, x, h))
-            gate[g] = add(g, meaning, Apply(act, f"a{g}_{t}", a))
-        c = add("c", "cell state", (Product(f"f_{t}", gate["f"], f"c_{t - 1}", c),
-                                    Product(f"i_{t}", gate["i"], f"g_{t}", gate["g"])))
-        h = add("h", "hidden state", (Product(f"o_{t}", gate["o"], f"tanh(c_{t})", np.tanh(c)),))
-    else:
-        gate = {}
-        for g, meaning in (("r", "reset gate"), ("z", "update gate")):
-            a = add(f"a{g}", f"{meaning} pre-activation", _gate_sum(inp, g, t, x, h))
-            gate[g] = add(g, meaning, Apply("sigmoid", f"a{g}_{t}", a))
-        # r gates only the recurrent part of the candidate, so that part (with its own bias) is a quantity.
-        b_hn = (Bias("b_hn", inp.b["b_hn"]),) if "b_hn" in inp.b else ()
-        hn = add("hn", "recurrent part of n", (MatVec("W_hn", inp.W_h["n"], f"h_{t - 1}", h),) + b_hn)
-        b_xn = (Bias("b_xn", inp.b["b_xn"]),) if "b_xn" in inp.b else ()
-        a = add("an", "candidate pre-activation", (MatVec("W_xn", inp.W_x["n"], f"x_{t}", x),) + b_xn
-                + (Product(f"r_{t}", gate["r"], f"hn_{t}", hn),))
-        n = add("n", "candidate", Apply("tanh", f"an_{t}", a))
-        z = gate["z"]
-        h = add("h", "hidden state", (Product(f"(1 - z_{t})", 1.0 - z, f"n_{t}", n),
-                                      Product(f"z_{t}", z, f"h_{t - 1}", h)))
-    if inp.W_hy is not None:
-        b_y = (Bias("b_y", inp.b_y),) if inp.b_y is not None else ()
-        y = add("y", "output", (MatVec("W_hy", inp.W_hy, f"h_{t}", h),) + b_y)
-        if softmax:
-            add("p", "probabilities", Apply("softmax", f"y_{t}", y))
-    return tuple(qs), h, c
-
-
-def trace(inp: ExplainInput, softmax: bool = False) -> list[Step]:
-    """Run the forward pass one step at a time, recording every quantity with the rule that made it.
-
-    Args:
-        inp: validated weights and inputs (see `parse_weights`).
-        softmax: also record p_t = softmax(y_t) (needs W_hy).
-
-    Returns:
-        One Step per time step; step["h"] is h_t (H,), step["y"] is y_t (O,), and so on.
-    """
-    if softmax and inp.W_hy is None:
-        raise ValueError("softmax needs an output layer: give W_hy (O, H) in the weights")
-    h, c = inp.h0, inp.c0
-    steps = []
-    for t, x in enumerate(inp.x, start=1):
-        quantities, h, c = _step(inp, t, x, h, c, softmax)
-        steps.append(Step(t, x, quantities))
-    return steps
-
-
-# ----------------------------------------------------------------------------------- formatting
-
-
-def _num(v: float, precision: int) -> str:
-    """v rounded to `precision` decimals, trailing zeros dropped: 0.0500 -> 0.05, -0.0 -> 0."""
-    s = f"{v:.{precision}f}"
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
-
-
-def _factor(v, precision):
-    s = _num(v, precision)
-    return f"({s})" if s.startswith("-") else s
-
-
-def _vector(v, precision):
-    return "[" + ", ".join(_num(e, precision) for e in v) + "]"
-
-
-def _matrix(M, precision):
-    return "[" + ", ".join(_vector(row, precision) for row in M) + "]"
-
-
-def _formula(rule) -> str:
-    if isinstance(rule, Apply):
-        return f"{rule.function}({rule.argument})"
-    parts = []
-    for term in rule:
-        if isinstance(term, MatVec):
-            parts.append(f"{term.matrix} {term.vector}")
-        elif isinstance(term, Product):
-            parts.append(f"{term.left} * {term.right}")
-        else:
-            parts.append(term.name)
-    return " + ".join(parts)
-
-
-def _elements(rule, precision) -> list[str]:
-    """The arithmetic of each element of a sum; terms whose vector is all zeros are left out."""
-    n = len(_sum(rule))
-    out = []
-    for j in range(n):
-        parts = []
-        for term in rule:
-            if isinstance(term, MatVec) and np.any(term.v != 0):
-                pairs = zip(term.M[j], term.v, strict=True)
-                parts += [f"{_factor(m, precision)}*{_factor(v, precision)}" for m, v in pairs]
-            elif isinstance(term, Product) and np.any(term.a != 0) and np.any(term.b != 0):
-                parts.append(f"{_factor(term.a[j], precision)}*{_factor(term.b[j], precision)}")
-            elif isinstance(term, Bias):
-                parts.append(_factor(term.b[j], precision))
-        out.append(" + ".join(parts))
-    return out
-
-
-def _bracket(items, indent, width=110):
-    line = "[" + ", ".join(items) + "]"
-    if indent + len(line) <= width:
-        return line
-    return "[" + (",\n" + " " * (indent + 1)).join(items) + "]"
-
-
-def _lines(q: Quantity, precision: int) -> list[str]:
-    lead = f"  {q.name} = "
-    pad = " " * (len(lead) - 2) + "= "
-    lines = [lead + _formula(q.rule)]
-    if isinstance(q.rule, Apply):
-        arg = _vector(q.rule.value, precision)
-        if q.rule.function == "softmax":
-            exps = np.exp(q.rule.value - q.rule.value.max())
-            lines.append(pad + f"exp({q.rule.argument} - max) / sum = {_vector(exps, precision)} / "
-                         f"{_num(exps.sum(), precision)}")
-        else:
-            lines.append(pad + f"{q.rule.function}({arg})")
-    else:
-        arithmetic = _elements(q.rule, precision)
-        if all(arithmetic) and (len(q.rule) > 1 or not isinstance(q.rule[0], Bias)):
-            lines.append(pad + _bracket(arithmetic, len(pad)))
-    lines.append(pad + _vector(q.value, precision))
-    return lines
-
-
-def format_trace(steps: list[Step], inp: ExplainInput | None = None, precision: int = 4) -> str:
-    """The trace as text: a header with the equations (and the weights, when `inp` is given), then each step.
-
-    Args:
-        steps: from `trace`.
-        inp: the input the trace was made from, to print its weights; None leaves them out.
-        precision: decimal places of every printed number (trailing zeros dropped).
-    """
-    if not isinstance(precision, int) or not 0 <= precision <= 17:
-        raise ValueError(f"precision: expected an integer number of digits in [0, 17], got {precision!r}")
-    if not steps:
-        raise ValueError("nothing to explain: the input sequence x has no time steps")
-    first = steps[0]
-    cell = {"a": "rnn", "ai": "lstm", "ar": "gru"}[first.quantities[0].symbol]
-    H = len(first["h"])
-    kind = CELL_NAMES[cell] + (f" ({first.quantities[1].rule.function})" if cell == "rnn" else "")
-    sizes = f"{len(steps)} time steps, input size {len(first.x)}, hidden size {H}"
-    has_y = any(q.symbol == "y" for q in first.quantities)
-    out = [f"{kind}: {sizes}" + (f", output size {len(first['y'])}" if has_y else ""), "", "Equations:"]
-    generic = {"_1": "_t", "_0": "_{t-1}"}
-    for q in first.quantities:
-        text = f"{q.name} = {_formula(q.rule)}"
-        out.append("  " + re.sub(r"_[01]\b", lambda m: generic[m.group()], text).ljust(44) + f"  {q.meaning}")
-    if inp is not None:
-        out += ["", "Given:"]
-        shown = [("x", inp.x)] + [(f"W_x{g}", inp.W_x[g]) for g in GATES[cell]]
-        shown += [(f"W_h{g}", inp.W_h[g]) for g in GATES[cell]] + sorted(inp.b.items())
-        shown += [("W_hy", inp.W_hy), ("b_y", inp.b_y), ("h_0", inp.h0), ("c_0", inp.c0)]
-        for name, value in shown:
-            if value is not None:
-                text = _matrix(value, precision) if value.ndim == 2 else _vector(value, precision)
-                out.append(f"  {name} {value.shape} = {text}")
-    out += ["", f"Numbers are shown to {precision} decimals (the computation keeps them all); terms with a",
-            "zero vector (such as W_hh h_0 when h_0 = 0) are left out of the arithmetic."]
-    for step in steps:
-        out += ["", f"t = {step.t}:  x_{step.t} = {_vector(step.x, precision)}"]
-        for q in step.quantities:
-            out += _lines(q, precision)
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------------- the command
