@@ -23,4 +23,4 @@ test: venv
 	$(PY) -m pytest -q
 
 bench: venv
-	$(PY) benchmarks/reference_lstm.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/reference_lstm.py
