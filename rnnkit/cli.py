@@ -84,8 +84,8 @@ def _add_train_parsers(sub) -> None:
     train.add_argument("--config", metavar="YAML",
                        help="preset, e.g. configs/shakespeare_char.yaml (default: built-in defaults)")
     train.add_argument("--data", metavar="PATH",
-                       help="text file, folder of .txt files, or folder with train.txt and valid.txt "
-                       "(sets data.path)")
+                       help="text file, folder of .txt files, or folder with train.txt and valid.txt; "
+                       "with data.dataset=tang_poems the Tang poems folder (sets data.path)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR exactly where its last checkpoint left it (its "
                        "config.yaml is used; --set may extend e.g. trainer.max_steps)")
@@ -124,18 +124,27 @@ def _add_train_parsers(sub) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from rnnkit.generate import generate, generate_poem
-    from rnnkit.train.language_modeling import load_language_model
+    from rnnkit.train.language_modeling import load_language_model, training_data
 
-    model, vocab, _ = load_language_model(args.checkpoint)
+    model, vocab, meta = load_language_model(args.checkpoint)
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
 
     def stream(piece: str) -> None:
         print(piece, end="", flush=True)
 
-    if args.poem or args.acrostic:
+    data = training_data(meta)  # None: a hand-saved model file, judged by its vocabulary alone
+    poem_model = data is not None and data.dataset == "tang_poems"
+    if (args.poem or args.acrostic) and data is not None and not poem_model:
+        raise ValueError(
+            f"{args.checkpoint} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
+            "--poem/--acrostic need a model trained with data.dataset=tang_poems (configs/tang_poems.yaml)"
+        )
+    if args.poem or args.acrostic or poem_model:  # a poem model always writes poems
         if args.beam is not None or args.prompt:
-            raise ValueError("--poem decodes under constraints from the poem start: no --beam, no --prompt")
-        generate_poem(model, vocab, chars=args.chars, lines=args.lines, acrostic=args.acrostic,
+            raise ValueError("poems are decoded under constraints from the poem start: no --beam, "
+                             "no --prompt")
+        chars, lines = _poem_form(args, data if poem_model else None)
+        generate_poem(model, vocab, chars=chars, lines=lines, acrostic=args.acrostic,
                       greedy=args.greedy, stream=stream, **sampling)
     else:
         print(args.prompt, end="", flush=True)
@@ -145,6 +154,20 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _poem_form(args: argparse.Namespace, data) -> tuple[int, int]:
+    """(chars, lines) from --chars/--lines/--acrostic, defaulting to the form the model was trained on;
+    a form the model never saw (its data.poem_chars / data.poem_lines, 0 = both) is an error."""
+    trained = {"chars": data.poem_chars if data else 0, "lines": data.poem_lines if data else 0}
+    lines = len("".join(args.acrostic.split())) if args.acrostic else args.lines  # the acrostic sets lines
+    asked = {"chars": args.chars or trained["chars"] or 5, "lines": lines or trained["lines"] or 4}
+    for key, value in asked.items():
+        if trained[key] and value != trained[key]:
+            raise ValueError(
+                f"this model was trained on poems with data.poem_{key}={trained[key]} only, got {key} {value}"
+            )
+    return asked["chars"], asked["lines"]
+
+
 def _add_generate_parser(sub) -> None:
     gen = sub.add_parser(
         "generate",
@@ -152,9 +175,10 @@ def _add_generate_parser(sub) -> None:
         description="Continue a prompt with a model file written by `rnnkit train`, printing each token as "
         "it is chosen: sampling with temperature, top-k and top-p (nucleus), greedy decoding, or beam "
         "search. "
-        "With --poem (models trained on Tang poems): a well-formed poem of 4 or 8 lines of 5 or 7 "
-        "characters; with --acrostic, line k starts with the k-th given character (4 -> quatrain, 8 -> "
-        "regulated verse).",
+        "A model trained on Tang poems (data.dataset tang_poems, configs/tang_poems.yaml) always writes a "
+        "well-formed poem of 4 or 8 lines of 5 or 7 characters, in the script it was trained on (--poem is "
+        "then implied; on a plain-text model it is an error); with --acrostic, line k starts with the k-th "
+        "given character (4 -> quatrain, 8 -> regulated verse).",
     )
     gen.add_argument("checkpoint", metavar="CHECKPOINT", help="model file, e.g. runs/NAME/model.safetensors")
     gen.add_argument("--prompt", default="", help="text to continue (default: start after a line break)")
@@ -168,10 +192,13 @@ def _add_generate_parser(sub) -> None:
     gen.add_argument("--greedy", action="store_true", help="always take the likeliest token")
     gen.add_argument("--beam", type=int, default=None, metavar="N", help="beam search with N hypotheses")
     gen.add_argument("--seed", type=int, default=None, help="seed of the sampler (same seed, same text)")
-    gen.add_argument("--poem", action="store_true", help="generate a Chinese classical poem")
-    gen.add_argument("--chars", type=int, choices=[5, 7], default=5, help="--poem: characters per line")
-    gen.add_argument("--lines", type=int, choices=[4, 8], default=4,
-                     help="--poem: 4 (quatrain) or 8 (regulated verse) lines")
+    gen.add_argument("--poem", action="store_true",
+                     help="generate a Chinese classical poem (the default for a poem model)")
+    gen.add_argument("--chars", type=int, choices=[5, 7], default=None,
+                     help="--poem: characters per line (default: the model's data.poem_chars, else 5)")
+    gen.add_argument("--lines", type=int, choices=[4, 8], default=None,
+                     help="--poem: 4 (quatrain) or 8 (regulated verse) lines (default: the model's "
+                     "data.poem_lines, else 4)")
     gen.add_argument("--acrostic", metavar="CHARS", default=None,
                      help="--poem: 藏头诗, line k starts with the k-th of these 4 or 8 characters "
                      "(e.g. 春夏秋冬)")

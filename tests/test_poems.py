@@ -8,7 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from rnnkit.data.poems import POEM_END, POEM_START, is_hanzi, poem_corpus, poem_form, regular_poems
+from rnnkit.data.poems import (
+    POEM_END,
+    POEM_START,
+    is_hanzi,
+    poem_corpus,
+    poem_form,
+    regular_poems,
+    split_poems,
+)
 from rnnkit.data.text import TokenStream, Vocabulary
 from rnnkit.generate import generate_poem
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
@@ -64,6 +72,21 @@ def test_regular_poems_and_corpus():
     assert poem_corpus([QUATRAIN, SEVEN]) == f"^{QUATRAIN}$^{SEVEN}$"
     with pytest.raises(ValueError, match=r"chars must be among \(5, 7\)"):
         regular_poems(poems, chars=[6])
+
+
+def test_split_poems_is_a_seeded_shuffle_of_distinct_whole_poems():
+    poems = [f"{n:03d}" for n in range(100)] + ["007", "042"]  # two duplicates
+    train, valid = split_poems(poems, valid_fraction=0.05, seed=3)
+    assert len(valid) == 5 and len(train) == 95  # round(100 * 0.05), of the 100 distinct poems
+    assert sorted(train + valid) == sorted(set(poems)) and not set(train) & set(valid)
+    assert (train, valid) == split_poems(poems, 0.05, seed=3)
+    assert train + valid != sorted(train + valid)  # shuffled
+    assert split_poems(poems, 0.05, seed=4) != (train, valid)
+    assert split_poems(["a", "b"], 0.01, seed=0)[1] != [] and split_poems(["a", "b"], 0.99, seed=0)[0] != []
+    with pytest.raises(ValueError, match="need at least 2 distinct poems .* got 1"):
+        split_poems(["a", "a"], 0.1, seed=0)
+    with pytest.raises(ValueError, match=r"valid_fraction must be in \(0, 1\), got 1.0"):
+        split_poems(poems, 1.0, seed=0)
 
 
 @pytest.mark.parametrize("chars", [5, 7])

@@ -12,12 +12,16 @@ constrains every position, so it always yields a well-formed poem.
 
     poems = tang_poems("/path/to/tang_poems")                 # list of texts
     kept  = regular_poems(poems)                                # 5/7 characters, 4/8 lines
-    text  = poem_corpus(kept)                                   # "^...$^...$..."
-    vocab = Vocabulary.build(text, level="char")
+    train, valid = split_poems(kept, valid_fraction=0.05, seed=0)   # distinct poems, shuffled, whole poems
+    text  = poem_corpus(train)                                  # "^...$^...$..."
+    vocab = Vocabulary.build(text + poem_corpus(valid), level="char")
+
+`rnnkit train` does exactly this for `data.dataset: tang_poems` (rnnkit.train.language_modeling).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 
 __all__ = [
@@ -29,6 +33,7 @@ __all__ = [
     "poem_form",
     "regular_poems",
     "poem_corpus",
+    "split_poems",
     "line_end",
 ]
 
@@ -95,3 +100,26 @@ def regular_poems(
 def poem_corpus(poems: Iterable[str]) -> str:
     """One training stream: every poem wrapped as POEM_START + poem + POEM_END, concatenated."""
     return "".join(POEM_START + poem + POEM_END for poem in poems)
+
+
+def split_poems(poems: Iterable[str], valid_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Distinct poems in a seeded random order, cut into (train, valid) by whole poems.
+
+    Duplicates (the same poem under two titles or authors) are dropped first, so no validation poem is also a
+    training poem. The last round(n * valid_fraction) poems of the shuffled order (at least one) validate.
+
+    Args:
+        poems: the poems (e.g. the output of `regular_poems`).
+        valid_fraction: the fraction held out, in (0, 1).
+        seed: seeds the shuffle (random.Random); the same seed gives the same split.
+    Returns:
+        (train poems, valid poems), both non-empty.
+    """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    distinct = list(dict.fromkeys(poems))
+    if len(distinct) < 2:
+        raise ValueError(f"need at least 2 distinct poems to split into train and valid, got {len(distinct)}")
+    random.Random(seed).shuffle(distinct)
+    n_valid = min(max(1, round(len(distinct) * valid_fraction)), len(distinct) - 1)
+    return distinct[:-n_valid], distinct[-n_valid:]

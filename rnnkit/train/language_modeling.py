@@ -1,8 +1,14 @@
 """The language-modelling task: text -> vocabulary -> token streams -> `LanguageModel`, trained by the engine.
 
-Data: `data.path` is a text file (or a folder of .txt files) split in time into the first (1 - f) for
-training and the last f for validation, or a folder holding train.txt and valid.txt (WikiText layout), used
-as given. The vocabulary is built from all the text read, so validation never meets an unknown character.
+Data (`data.dataset`):
+- "text": `data.path` is a text file (or a folder of .txt files) split in time into the first (1 - f) for
+  training and the last f for validation, or a folder holding train.txt and valid.txt (WikiText layout), used
+  as given.
+- "tang_poems": `data.path` is the Tang poems folder (or one of its files; rnnkit.data.datasets.tang_poems)
+  in `data.script`; the regular poems (`data.poem_chars` characters per line, `data.poem_lines` lines) are
+  de-duplicated, shuffled with `trainer.seed` and split by whole poems, each wrapped as ^poem$
+  (rnnkit.data.poems). The model file's config then says it is a poem model (`training_data`).
+The vocabulary is built from all the text read, so validation never meets an unknown character.
 
 Training is stateful truncated BPTT: each batch continues the rows of the previous one, and the recurrent
 state is carried across batches with its graph cut (`detach_state`).
@@ -22,6 +28,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from rnnkit.data.datasets import tang_poems
+from rnnkit.data.poems import poem_corpus, regular_poems, split_poems
 from rnnkit.data.text import TokenStream, Vocabulary, read_text, split
 from rnnkit.models.language_model import (
     LanguageModel,
@@ -42,11 +50,13 @@ __all__ = [
     "language_model_task",
     "train_language_model",
     "load_language_model",
+    "training_data",
     "evaluate_language_model",
     "gradient_norm_figure",
 ]
 
 TASK = "language_model"
+DATASETS = ("text", "tang_poems")
 
 
 @dataclass(frozen=True)
@@ -54,9 +64,15 @@ class TextDataConfig:
     """Where the text is and how it is cut into batches.
 
     Args:
-        path: a text file, a folder of .txt files, or a folder with train.txt and valid.txt.
+        path: a text file, a folder of .txt files, or a folder with train.txt and valid.txt; for
+            dataset "tang_poems" the folder holding tang_poems.jsonl / tang_poems.simplified.tsv.
+        dataset: "text" (plain text) or "tang_poems" (regular Tang poems, each ^poem$; char level only).
+        script: tang_poems: "traditional" (the source) or "simplified" (OpenCC t2s).
+        poem_chars: tang_poems: keep poems of 5 or 7 characters per line (0 = both).
+        poem_lines: tang_poems: keep poems of 4 or 8 lines (0 = both).
         level: "char" or "word" tokens.
-        valid_fraction: the last fraction of a single text held out for validation.
+        valid_fraction: the fraction held out for validation: the last part of a single text, or a random
+            set of whole poems.
         batch_size: B, parallel rows of the stream per process.
         bptt: T, time steps per batch (the truncation length of BPTT).
         min_freq: word level: drop rarer words (they become <unk>).
@@ -64,6 +80,10 @@ class TextDataConfig:
     """
 
     path: str = ""
+    dataset: str = "text"
+    script: str = "traditional"
+    poem_chars: int = 0
+    poem_lines: int = 0
     level: str = "char"
     valid_fraction: float = 0.1
     batch_size: int = 32
@@ -81,6 +101,22 @@ class TextDataConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_vocab < 0:
             raise ValueError(f"data.max_vocab must be >= 0, got {self.max_vocab}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be 'text' or 'tang_poems', got {self.dataset!r}")
+        if self.script not in ("traditional", "simplified"):
+            raise ValueError(f"data.script must be 'traditional' or 'simplified', got {self.script!r}")
+        if self.poem_chars not in (0, 5, 7) or self.poem_lines not in (0, 4, 8):
+            raise ValueError(
+                "data.poem_chars must be 0 (both), 5 or 7 and data.poem_lines 0 (both), 4 or 8, got "
+                f"{self.poem_chars} and {self.poem_lines}"
+            )
+        if self.dataset == "tang_poems" and self.level != "char":
+            raise ValueError(f"data.dataset 'tang_poems' is char level, got data.level {self.level!r}")
+        if self.dataset == "text" and (self.poem_chars or self.poem_lines):
+            raise ValueError(
+                "data.poem_chars and data.poem_lines filter data.dataset 'tang_poems', got dataset 'text' "
+                f"with poem_chars={self.poem_chars}, poem_lines={self.poem_lines}"
+            )
 
 
 @dataclass(frozen=True)
@@ -100,20 +136,41 @@ class LanguageModelRunConfig:
             )
 
 
-def read_corpus(data: TextDataConfig) -> tuple[str, str | None]:
-    """(train text, valid text) for a folder with train.txt/valid.txt, else (all text, None)."""
+def read_corpus(data: TextDataConfig, seed: int = 0) -> tuple[str, str | None]:
+    """(train text, valid text) for a folder with train.txt/valid.txt or for poems (split with `seed`),
+    else (all text, None)."""
     if not data.path:
         raise ValueError("no training text: give --data PATH (or data.path in the config)")
+    if data.dataset == "tang_poems":
+        return read_poems(data, seed)
     path = Path(data.path)
     if path.is_dir() and (path / "train.txt").is_file() and (path / "valid.txt").is_file():
         return read_text(path / "train.txt"), read_text(path / "valid.txt")
     return read_text(path), None
 
 
+def read_poems(data: TextDataConfig, seed: int) -> tuple[str, str]:
+    """(train, valid) poem streams "^poem$^poem$...": the regular poems of the form asked for, distinct,
+    shuffled with `seed` and split by whole poems (`data.valid_fraction` of them validate)."""
+    poems = tang_poems(data.path, script=data.script)
+    kept = regular_poems(
+        poems,
+        chars=[data.poem_chars or 5, data.poem_chars or 7],
+        lines=[data.poem_lines or 4, data.poem_lines or 8],
+    )
+    if len(kept) < 2:
+        raise ValueError(
+            f"{data.path} ({data.script}) holds {len(kept)} regular poems with poem_chars={data.poem_chars}, "
+            f"poem_lines={data.poem_lines} (of {len(poems)} poems); need at least 2"
+        )
+    train, valid = split_poems(kept, data.valid_fraction, seed)
+    return poem_corpus(train), poem_corpus(valid)
+
+
 def _token_ids(
-    data: TextDataConfig, vocab: Vocabulary | None
+    data: TextDataConfig, vocab: Vocabulary | None, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, Vocabulary]:
-    train_text, valid_text = read_corpus(data)
+    train_text, valid_text = read_corpus(data, seed)
     if vocab is None:
         vocab = Vocabulary.build(
             train_text + (valid_text or ""),
@@ -137,7 +194,7 @@ def lm_loss(model: LanguageModel, batch, carry):
 
 def language_model_task(config: LanguageModelRunConfig, vocab: Vocabulary | None = None):
     """Build the Task (model, streams, metrics) and the config with model.vocab_size filled in."""
-    train_ids, valid_ids, vocab = _token_ids(config.data, vocab)
+    train_ids, valid_ids, vocab = _token_ids(config.data, vocab, config.trainer.seed)
     if config.model.vocab_size not in (0, len(vocab)):
         raise ValueError(
             f"model.vocab_size is {config.model.vocab_size} but the data's vocabulary has {len(vocab)} "
@@ -220,6 +277,17 @@ def load_language_model(
     return model.eval(), vocab, meta
 
 
+def training_data(meta: dict) -> TextDataConfig | None:
+    """The data config a model file was trained with (from its metadata), or None when the file records none
+    (a model saved by hand rather than by `rnnkit train`).
+
+    `training_data(meta).dataset == "tang_poems"` marks a poem model; files from before poems were a
+    dataset read as dataset "text".
+    """
+    data = meta.get("config", {}).get("data")
+    return None if data is None else TextDataConfig(**data)
+
+
 def evaluate_language_model(
     checkpoint: str | Path,
     data_path: str | Path,
@@ -244,7 +312,7 @@ def evaluate_language_model(
     )
     if split_name not in ("valid", "train", "all"):
         raise ValueError(f"split must be 'valid', 'train' or 'all', got {split_name!r}")
-    train_ids, valid_ids, _ = _token_ids(data, vocab)
+    train_ids, valid_ids, _ = _token_ids(data, vocab, meta["config"].get("trainer", {}).get("seed", 0))
     ids = {"train": train_ids, "valid": valid_ids, "all": torch.cat([train_ids, valid_ids])}[split_name]
     rows = max(1, min(data.batch_size, (len(ids) - 1) // data.bptt))
     stream = TokenStream(ids, rows, data.bptt)
