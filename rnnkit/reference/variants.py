@@ -8,26 +8,10 @@ The twins of rnnkit.nn's variant layers; both implement the equations of the sha
     LSTM: c~ = f c + i g, h~ = o tanh(LN_c(c~));  GRU: torch.nn.GRU's r, z, n;  RNN: h~ = tanh(xp + hp)
     h_t = d_t h_{t-1} + (1 - d_t) h~_t                zoneout (c likewise, with its own mask)
 
-How masks are passed
---------------------
-`layer.forward(x, hx=None, lengths=None, masks=None)`. `masks` is a flat dict keyed by kind + layer-direction
-suffix (sfx = "_l0", "_l0_reverse", "_l1", ...), the same layout as rnnkit.nn's `masks=` / `last_masks`:
-
-    "recurrent_dropout{sfx}": (B, H)     multiplier m of the state entering W_hh, Bernoulli(1 - p) / (1 - p):
-                                         0 (dropped) or 1 / (1 - p) (kept), already scaled
-    "weight_drop{sfx}":       (G, H)     multiplier M of W_hh, Bernoulli(1 - p) / (1 - p), already scaled
-    "zoneout_h{sfx}":         (T, B, H)  d_t of the spec, 0/1, 1 = keep the previous h (no scaling)
-    "zoneout_c{sfx}":         (T, B, H)  LSTM only; the same for c
-
-Zoneout masks are indexed by input time t (the reverse direction reads [t] when it processes time t) and are
-time-major whatever `batch_first`. p is the layer's `recurrent_dropout`, `weight_drop` or `zoneout`, each in
-[0, 1).
-
-Masks apply in training mode only (`layer.training`, True by default; `layer.eval()` / `layer.train()`), and
-only to options with p > 0. A mask that is left out is drawn from the layer's generator; `layer.last_masks`
-holds the masks of the last forward (the same layout), so they can be fed to the torch layer and back. In eval
-mode no masks are accepted: m = 1, M = 1, and zoneout takes its expectation h_t = p h_{t-1} + (1 - p) h~_t,
-so eval is deterministic.
+Masks: `layer.forward(x, hx=None, lengths=None, masks=None)`; `masks` and `layer.last_masks` are flat
+dicts keyed kind + layer-direction suffix, the layout of rnnkit.nn's `masks=` / `last_masks` (see `masks.py`).
+Masks apply in training mode only; in eval (`layer.eval()`) m = 1, M = 1 and zoneout takes its expectation
+h_t = p h_{t-1} + (1 - p) h~_t, so eval is deterministic.
 
 Composition: a variant layer is a `layers.RecurrentLayer` that overrides only its per-direction hooks. Each
 layer-direction wraps the plain cell's `update` (`cells.py`) in a `VariantCell`, which adds the recurrent
@@ -51,9 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import LSTM
+from .layer_norm import layer_norm, layer_norm_backward
 from .layers import GatedSignature, RecurrentLayer, project, project_backward
+from .masks import mask_shapes, resolve_masks
 from .scan import scan, scan_backward
-from .validate import check_array
 
 __all__ = [
     "LayerNormGRU",
@@ -66,34 +51,6 @@ __all__ = [
     "layer_norm",
     "layer_norm_backward",
 ]
-
-LN_EPS = 1e-5
-
-
-def layer_norm(v, gamma, beta):
-    """LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) * gamma + beta over the last axis (biased variance).
-
-    Returns the output and the cache (v_hat, 1 / sigma) for `layer_norm_backward`.
-    """
-    mu = v.mean(axis=-1, keepdims=True)
-    inv_sigma = 1.0 / np.sqrt(v.var(axis=-1, keepdims=True) + LN_EPS)
-    v_hat = (v - mu) * inv_sigma
-    return v_hat * gamma + beta, (v_hat, inv_sigma)
-
-
-def layer_norm_backward(dy, cache, gamma):
-    """Gradients of `layer_norm`: (dv, dgamma, dbeta); dgamma, dbeta summed over every leading axis.
-
-    dv = (1/sigma) (d_hat - mean(d_hat) - v_hat mean(d_hat v_hat)), with d_hat = dy * gamma.
-    """
-    v_hat, inv_sigma = cache
-    d_hat = dy * gamma
-    dv = inv_sigma * (
-        d_hat - d_hat.mean(axis=-1, keepdims=True) - v_hat * (d_hat * v_hat).mean(axis=-1, keepdims=True)
-    )
-    axes = tuple(range(dy.ndim - 1))
-    return dv, (dy * v_hat).sum(axis=axes), dy.sum(axis=axes)
-
 
 # ----------------------------------------------------------------------------------- cells
 
@@ -223,7 +180,7 @@ class VariantLayer(RecurrentLayer):
         recurrent_dropout: p of the variational mask on the state entering W_hh, in [0, 1).
         zoneout: p of keeping the previous h (and c), in [0, 1).
         weight_drop: p of DropConnect on W_hh, in [0, 1).
-        The rest as `layers.RecurrentLayer`.
+        The rest as `layers.RecurrentLayer`, whose `backward` this layer uses as is (the masks are constants).
     """
 
     def __init__(
@@ -277,44 +234,18 @@ class VariantLayer(RecurrentLayer):
 
     # ----------------------------------------------------------------------------------- masks
 
-    def _mask_shapes(self, T, B):
-        """The mask each enabled option needs in training, keyed kind + suffix: (shape, p)."""
-        H, G = self.hidden_size, self.cell.gates * self.hidden_size
-        shapes = {}
-        for _, _, sfx in self._suffixes():
-            if self.recurrent_dropout > 0:
-                shapes["recurrent_dropout" + sfx] = ((B, H), self.recurrent_dropout)
-            if self.weight_drop > 0:
-                shapes["weight_drop" + sfx] = ((G, H), self.weight_drop)
-            if self.zoneout > 0:
-                shapes["zoneout_h" + sfx] = ((T, B, H), self.zoneout)
-                if self.mode == "LSTM":
-                    shapes["zoneout_c" + sfx] = ((T, B, H), self.zoneout)
-        return shapes
-
     def _resolve_masks(self, masks, T, B):
         """The masks of this forward: given ones checked, missing ones drawn; {} in eval."""
-        masks = {} if masks is None else dict(masks)
         if not self.training:
             if masks:
                 raise ValueError(f"masks apply in training mode only, got {sorted(masks)} in eval mode")
             return {}
-        shapes = self._mask_shapes(T, B)
-        unexpected = sorted(set(masks) - set(shapes))
-        if unexpected:
-            raise ValueError(f"unexpected masks {unexpected}: this layer takes {sorted(shapes)} (p > 0 only)")
-        resolved = {}
-        for name, (shape, p) in shapes.items():
-            if name in masks:
-                m = check_array(masks[name], f"masks[{name!r}]", shape=shape, dtype=self.dtype)
-                if name.startswith("zoneout") and not np.isin(m, (0.0, 1.0)).all():
-                    raise ValueError(f"masks[{name!r}] must hold only 0 and 1 (1 = keep the previous value)")
-            elif name.startswith("zoneout"):  # d ~ Bernoulli(p): keep the previous state
-                m = (self.rng.random(shape) < p).astype(self.dtype)
-            else:  # inverted dropout: Bernoulli(1 - p) / (1 - p)
-                m = (self.rng.random(shape) < 1.0 - p).astype(self.dtype) / (1.0 - p)
-            resolved[name] = m
-        return resolved
+        H, G = self.hidden_size, self.cell.gates * self.hidden_size
+        shapes = {}
+        for _, _, sfx in self._suffixes():
+            shapes.update(mask_shapes(sfx, T, B, H, G, self.cell.num_states, self.recurrent_dropout,
+                                      self.weight_drop, self.zoneout))
+        return resolve_masks(masks, shapes, self.rng, self.dtype)
 
     def _direction_masks(self, sfx, T):
         """Per layer-direction: (dropout multiplier, weight-drop multiplier, zoneout tuple), each or None."""
