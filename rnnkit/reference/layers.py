@@ -27,7 +27,7 @@ import numpy as np
 
 from .cells import CELLS
 from .scan import scan, scan_backward
-from .validate import check_array, check_lengths, check_state
+from .validate import check_array, check_lengths, check_state, describe
 
 
 def project(layer_input, W_ih):
@@ -208,9 +208,7 @@ class RecurrentLayer:
             return tuple(np.zeros(shape, self.dtype) for _ in range(self.cell.num_states))
         if self.cell.num_states == 2:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                given = f"a {type(hx).__name__}" + (f" of length {len(hx)}" if isinstance(hx, (tuple, list))
-                                                    else f" of shape {np.shape(hx)}")
-                raise ValueError(f"LSTM expects hx as a tuple (h_0, c_0), got {given}")
+                raise ValueError(f"LSTM expects hx as a tuple (h_0, c_0), got {describe(hx)}")
             names = ("h_0", "c_0")
             return tuple(check_state(s, name, shape, self.dtype) for s, name in zip(hx, names, strict=True))
         return (check_state(hx, "hx", shape, self.dtype),)

@@ -40,3 +40,10 @@ def check_lengths(lengths, T, B):
             f"lengths must lie in [1, {T}] (the padded length), got min {arr.min()}, max {arr.max()}"
         )
     return arr.astype(np.int64)
+
+
+def describe(value) -> str:
+    """What was given, for an error message: "a tuple of length 3", "a ndarray of shape (1, 2, 4)"."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__} of shape {np.shape(value)}"
