@@ -226,6 +226,10 @@ def test_mask_validation():
         variants.VariantLSTM(4, 3, zoneout=-0.1)
     with pytest.raises(ValueError, match="zoneout must be a probability"):
         variants.VariantLSTM(4, 3, zoneout=1.0)
+    with pytest.raises(ValueError, match=r"at least one time step and one sequence, got shape \(0, 2, 4\)"):
+        layer.forward(np.zeros((0, 2, 4)))
+    with pytest.raises(ValueError, match=r"\(h_0, c_0\), got a ndarray of shape \(1, 2, 3\)"):
+        variants.VariantLSTM(4, 3).forward(x, np.zeros((1, 2, 3)))
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
