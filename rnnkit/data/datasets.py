@@ -1,9 +1,12 @@
-"""Named text datasets: Tiny Shakespeare, WikiText-2 and the Tang poems, loaded from a path.
+"""Named text datasets: Python's own docs (bundled), Tiny Shakespeare, WikiText-2 and the Tang poems.
+
+`python_docs()` needs no file: it is `pydoc_data.topics`, the documentation that ships with every CPython.
 
 Each loader takes a path (the file, or the folder holding it). With `download=True` a missing file is fetched
 from its canonical URL (see the dataset's PROVENANCE.md) and kept only if its sha256 matches; without it a
 missing file is a FileNotFoundError. Nothing here touches the network unless asked to.
 
+    python_docs()          -> text                                     # about 460k characters, offline
     tiny_shakespeare(path) -> {"train": text, "valid": text}            # first 90% / last 10% of characters
     wikitext2(path)        -> {"train": text, "valid": text, "test": text}
     tang_poems(path, script="traditional" | "simplified") -> poem texts (lines joined, punctuation kept)
@@ -27,6 +30,7 @@ __all__ = [
     "fetch",
     "sha256_file",
     "verify_sha256",
+    "python_docs",
     "tiny_shakespeare",
     "wikitext2",
     "tang_poems",
@@ -127,6 +131,18 @@ def _locate(path: str | Path, name: str, download: bool) -> Path:
     if name == "tang_poems/tang_poems.jsonl":
         return _fetch_tang_poems(target)
     return fetch(REMOTES[name].url, target, REMOTES[name].sha256)
+
+
+def python_docs() -> str:
+    """The text of `pydoc_data.topics` (about 460k characters of Python's documentation), topics sorted.
+
+    It ships with CPython, so it is always there and never downloaded (the `rnnkit demo` corpus).
+    Returns:
+        The topics joined by blank lines, in sorted order of their names (the same text on every run).
+    """
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
 
 
 def tiny_shakespeare(path: str | Path, valid_fraction: float = 0.1, download: bool = False) -> dict[str, str]:

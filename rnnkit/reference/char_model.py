@@ -9,7 +9,8 @@ Trained with truncated BPTT: the text is cut into B contiguous rows, each window
 ended, and the final state of one window is the (constant) initial state of the next. Gradients come from the
 hand-written backward passes in `layers.py` and `losses.py`; Adam from `optim.py`.
 
-The default text is `pydoc_data.topics`, the interpreter's own documentation, which ships with every CPython.
+The default text is `rnnkit.data.datasets.python_docs()`: `pydoc_data.topics`, the interpreter's own
+documentation, which ships with every CPython.
 """
 
 from __future__ import annotations
@@ -37,13 +38,6 @@ class DemoConfig:
     sample_length: int = 300
     temperature: float = 0.7
     seed: int = 0
-
-
-def bundled_text() -> str:
-    """The text of pydoc_data.topics (about 460k characters of Python's documentation)."""
-    from pydoc_data.topics import topics
-
-    return "\n\n".join(topics[key] for key in sorted(topics))
 
 
 class CharModel:
@@ -117,7 +111,10 @@ def evaluate(model: CharModel, ids: np.ndarray, config: DemoConfig) -> float:
 
 def run_demo(config: DemoConfig = DemoConfig(), text: str | None = None, log=print) -> dict:
     """Train on `text` (default: the bundled Python docs), print the falling loss and a sample."""
-    text = bundled_text() if text is None else text
+    if text is None:
+        from rnnkit.data.datasets import python_docs  # here, not at the top: rnnkit.data imports torch
+
+        text = python_docs()
     chars = sorted(set(text))
     index = {c: i for i, c in enumerate(chars)}
     ids = np.array([index[c] for c in text], dtype=np.int64)
