@@ -6,7 +6,22 @@
     loss = mean_t,b  -log softmax(logits_t)[x_{t+1}]   (cross-entropy in nats)
 
 With `tie_weights` the decoder reuses the embedding matrix, W_dec = E (Press & Wolf 2017, Inan et al. 2017),
-which needs embedding_size == hidden_size. Truncated BPTT: the caller carries `state` from one window of
+which needs embedding_size == hidden_size.
+
+With `adaptive_softmax_cutoffs` [c_1, ..., c_n] the decoder is an adaptive softmax (Grave et al. 2017,
+"Efficient softmax approximation for GPUs"; torch.nn.AdaptiveLogSoftmaxWithLoss). The vocabulary is ordered by
+falling frequency (rnnkit.data.text.Vocabulary), so the frequent words [0, c_1) form a shortlist in the head,
+which also scores one entry per tail cluster [c_i, c_{i+1}); a tail projects h down to H / div^i first:
+
+    z = W_head h + b                                                   # (c_1 + n,) shortlist, clusters
+    log p(w | h) = log softmax(z)[w]                                               if w < c_1
+    log p(w | h) = log softmax(z)[c_1 + i - 1] + log softmax(U_i V_i h)[w - c_i]   if c_i <= w < c_{i+1}
+
+Training needs only the target's row of one cluster, so the 33k-way softmax of WikiText-2 costs about a
+shortlist-sized one; the full (B, T, V) log-probabilities are built only when asked for. With `tie_weights`
+the head's shortlist rows are the embedding's rows [0, c_1).
+
+Truncated BPTT: the caller carries `state` from one window of
 the stream to the next and cuts the graph with `detach_state` (Williams & Peng 1990).
 
     >>> import torch
@@ -16,10 +31,18 @@ the stream to the next and cuts the graph with `detach_state` (Williams & Peng 1
     >>> logits.shape, state[0].shape
     (torch.Size([2, 5, 11]), torch.Size([2, 2, 8]))
     >>> next_logits, state = model.step(tokens[:, -1], state)     # (B, V), O(1) per token
+    >>> adaptive = LanguageModel(LanguageModelConfig(vocab_size=50, adaptive_softmax_cutoffs=(10, 30)))
+    >>> log_probs, state, loss = adaptive(torch.randint(0, 50, (2, 5)), targets=torch.randint(0, 50, (2, 5)))
+    >>> log_probs is None                                           # training: only the targets' rows
+    True
+    >>> step_log_probs, _ = adaptive.step(tokens[:, -1])           # (B, V) log-probabilities
+    >>> torch.allclose(step_log_probs.exp().sum(-1), torch.ones(2))
+    True
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -29,7 +52,15 @@ from torch import nn
 
 from rnnkit import nn as layers
 
-__all__ = ["LanguageModelConfig", "LanguageModel", "make_recurrent", "detach_state", "language_model_metrics"]
+__all__ = [
+    "LanguageModelConfig",
+    "LanguageModel",
+    "TiedShortlistHead",
+    "make_recurrent",
+    "make_decoder",
+    "detach_state",
+    "language_model_metrics",
+]
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -45,7 +76,11 @@ class LanguageModelConfig:
         num_layers: L, stacked recurrent layers.
         cell: "rnn" (tanh), "lstm" or "gru".
         dropout: dropout probability on the embedding, between layers and before the decoder.
-        tie_weights: share the embedding matrix with the decoder (needs embedding_size == hidden_size).
+        tie_weights: share the embedding matrix with the decoder (needs embedding_size == hidden_size);
+            with an adaptive softmax, the embedding rows of the shortlist [0, c_1) are the head's rows.
+        adaptive_softmax_cutoffs: increasing token ids c_1 < ... < c_n < vocab_size splitting the vocabulary
+            (ordered by frequency) into a shortlist and n tail clusters; () = the full softmax.
+        adaptive_softmax_div_value: each tail cluster i projects to hidden_size / div_value^i (Grave et al.).
     """
 
     vocab_size: int = 0
@@ -55,6 +90,8 @@ class LanguageModelConfig:
     cell: str = "lstm"
     dropout: float = 0.0
     tie_weights: bool = False
+    adaptive_softmax_cutoffs: tuple[int, ...] = ()
+    adaptive_softmax_div_value: float = 4.0
 
     def __post_init__(self):
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
@@ -69,6 +106,29 @@ class LanguageModelConfig:
             raise ValueError(
                 "model.tie_weights needs embedding_size == hidden_size, "
                 f"got embedding_size={self.embedding_size}, hidden_size={self.hidden_size}"
+            )
+        self._check_adaptive_softmax()
+
+    def _check_adaptive_softmax(self):
+        cutoffs = self.adaptive_softmax_cutoffs
+        if not isinstance(cutoffs, (tuple, list)):
+            raise ValueError(f"model.adaptive_softmax_cutoffs must be a list of integers, got {cutoffs!r}")
+        object.__setattr__(self, "adaptive_softmax_cutoffs", tuple(cutoffs))  # JSON/YAML give lists
+        if any(not isinstance(c, int) or isinstance(c, bool) for c in cutoffs):
+            raise ValueError(f"model.adaptive_softmax_cutoffs must be integers, got {list(cutoffs)}")
+        bounds = [0, *cutoffs] + ([self.vocab_size] if self.vocab_size else [])
+        if any(a >= b for a, b in itertools.pairwise(bounds)):
+            raise ValueError(
+                "model.adaptive_softmax_cutoffs must increase strictly within (0, vocab_size="
+                f"{self.vocab_size or 'from the data'}), got {list(cutoffs)}"
+            )
+        div = self.adaptive_softmax_div_value
+        if not isinstance(div, (int, float)) or isinstance(div, bool) or div < 1.0:
+            raise ValueError(f"model.adaptive_softmax_div_value must be a number >= 1, got {div!r}")
+        if cutoffs and int(self.hidden_size // div ** len(cutoffs)) < 1:
+            raise ValueError(
+                f"model.adaptive_softmax_div_value={div} shrinks the last of {len(cutoffs)} tail clusters to "
+                f"hidden_size // div^{len(cutoffs)} = 0 units (hidden_size={self.hidden_size})"
             )
 
 
@@ -100,6 +160,56 @@ def language_model_metrics(loss: float) -> dict[str, float]:
     return {"loss": loss, "bpc": loss / math.log(2.0), "ppl": math.exp(min(loss, 700.0))}
 
 
+class TiedShortlistHead(nn.Module):
+    """The adaptive softmax head with its shortlist rows taken from the embedding (tie_weights).
+
+        head(h) = [E[:c_1]; W_cluster] h + b      # (N, c_1 + n_clusters)
+
+    Args:
+        embedding: the model's token embedding E (V, H); held here as the same module, not a copy.
+        shortlist_size: c_1, the number of shortlist tokens.
+        n_clusters: n, one head entry per tail cluster.
+    """
+
+    def __init__(self, embedding: nn.Embedding, shortlist_size: int, n_clusters: int):
+        super().__init__()
+        self.embedding, self.shortlist_size = embedding, shortlist_size
+        hidden_size = embedding.embedding_dim
+        self.cluster_weight = nn.Parameter(torch.empty(n_clusters, hidden_size))  # (n, H)
+        self.bias = nn.Parameter(torch.empty(shortlist_size + n_clusters))  # (c_1 + n,)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default init for the head's own rows; the embedding keeps its values."""
+        bound = 1.0 / math.sqrt(self.cluster_weight.size(1))
+        nn.init.uniform_(self.cluster_weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weight = torch.cat([self.embedding.weight[: self.shortlist_size], self.cluster_weight])  # (c_1+n, H)
+        return F.linear(h, weight, self.bias)  # (N, c_1 + n)
+
+
+def make_decoder(config: LanguageModelConfig, embedding: nn.Embedding) -> nn.Module:
+    """The one place that picks the decoder: nn.Linear over the vocabulary (full softmax), or torch's
+    AdaptiveLogSoftmaxWithLoss when cutoffs are given; either tied to `embedding` when asked."""
+    if not config.adaptive_softmax_cutoffs:
+        decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tie_weights:
+            decoder.weight = embedding.weight  # W_dec = E, (V, H) with H == E
+        return decoder
+    decoder = nn.AdaptiveLogSoftmaxWithLoss(
+        config.hidden_size,
+        config.vocab_size,
+        list(config.adaptive_softmax_cutoffs),
+        div_value=float(config.adaptive_softmax_div_value),
+        head_bias=True,  # the shortlist's unigram prior, as the full softmax's decoder bias
+    )
+    if config.tie_weights:
+        decoder.head = TiedShortlistHead(embedding, decoder.shortlist_size, decoder.n_clusters)
+    return decoder
+
+
 class LanguageModel(nn.Module):
     """Next-token model over a vocabulary; see the module docstring for the equations."""
 
@@ -113,48 +223,75 @@ class LanguageModel(nn.Module):
         self.rnn = make_recurrent(
             config.cell, config.embedding_size, config.hidden_size, config.num_layers, config.dropout
         )
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
-        if config.tie_weights:
-            self.decoder.weight = self.embedding.weight  # W_dec = E, (V, H) with H == E
+        self.decoder = make_decoder(config, self.embedding)
+        self.adaptive = bool(config.adaptive_softmax_cutoffs)
 
     def init_state(self, batch_size: int):
         """Zero state for `batch_size` sequences: (h, c) for LSTM, h otherwise; each (L, B, H)."""
-        weight = self.decoder.weight
+        weight = self.embedding.weight
         h = weight.new_zeros(self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
         return (h, torch.zeros_like(h)) if self.config.cell == "lstm" else h
 
-    def forward(self, tokens: torch.Tensor, state=None, targets: torch.Tensor | None = None):
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        state=None,
+        targets: torch.Tensor | None = None,
+        return_logits: bool | None = None,
+    ):
         """Run over a window of tokens.
 
         Args:
             tokens: (B, T) long token ids.
             state: the state returned for the previous window, or None for zeros.
             targets: optional (B, T) long next-token ids.
+            return_logits: build the (B, T, V) output; None = unless it costs extra, i.e. always for the full
+                softmax, and for the adaptive softmax only when no targets are given.
         Returns:
             (logits (B, T, V), state), or (logits, state, loss) when targets are given; loss is the mean
-            cross-entropy in nats.
+            cross-entropy in nats. With an adaptive softmax the logits are log-probabilities
+            (softmax(log p) = p) and are None when not built.
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tuple(tokens.shape)}")
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
         if state is not None:  # under autocast the layer returns a bf16/fp16 state; it re-enters in x's dtype
             state = state.to(x.dtype) if torch.is_tensor(state) else tuple(s.to(x.dtype) for s in state)
-        out, state = self.rnn(x, state)  # (B, T, H)
-        logits = self.decoder(self.dropout(out))  # (B, T, V)
-        if targets is None:
-            return logits, state
-        if targets.shape != tokens.shape:
+        if targets is not None and targets.shape != tokens.shape:
             raise ValueError(
                 f"targets must have the shape of tokens {tuple(tokens.shape)}, got {tuple(targets.shape)}"
             )
+        out, state = self.rnn(x, state)  # (B, T, H)
+        out = self.dropout(out)
+        if self.adaptive:
+            return self._adaptive_outputs(out, state, targets, return_logits)
+        logits = self.decoder(out)  # (B, T, V)
+        if targets is None:
+            return (logits if return_logits is not False else None), state
         loss = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
         )  # mean over B*T, nats
-        return logits, state, loss
+        return (logits if return_logits is not False else None), state, loss
+
+    def _adaptive_outputs(self, out: torch.Tensor, state, targets, return_logits: bool | None):
+        """Adaptive softmax over h (B, T, H): the loss from the targets' clusters only, the (B, T, V)
+        log-probabilities only when asked (or when there are no targets)."""
+        batch_size, steps, hidden_size = out.shape
+        h = out.reshape(-1, hidden_size)  # (B*T, H)
+        if return_logits is None:
+            return_logits = targets is None
+        log_probs = None
+        if return_logits:
+            log_probs = self.decoder.log_prob(h).view(batch_size, steps, -1)  # (B, T, V)
+        if targets is None:
+            return log_probs, state
+        loss = self.decoder(h, targets.reshape(-1)).loss  # mean over B*T of -log p(target), nats
+        return log_probs, state, loss
 
     def step(self, token: torch.Tensor, state=None):
-        """One token per sequence, O(1): token (B,) long -> (logits (B, V), state)."""
+        """One token per sequence, O(1): token (B,) long -> (logits (B, V), state); log-probabilities with
+        an adaptive softmax."""
         if token.dim() != 1:
             raise ValueError(f"token must have shape (B,), got {tuple(token.shape)}")
-        logits, state = self.forward(token[:, None], state)  # (B, 1, V)
+        logits, state = self.forward(token[:, None], state, return_logits=True)  # (B, 1, V)
         return logits[:, 0], state

@@ -166,6 +166,11 @@ def _convert(value: Any, tp, key: str) -> Any:
                 pass
         names = " or ".join(_type_name(t) for t in typing.get_args(tp))
         raise ValueError(f"config key {key!r} expects {names}, got {value!r} ({type(value).__name__})")
+    if origin is tuple:  # tuple[X, ...] from a YAML list (or a tuple): each item converted to X
+        items = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(items) == 2 and items[1] is Ellipsis:
+            return tuple(_convert(v, items[0], f"{key}[{i}]") for i, v in enumerate(value))
+        raise ValueError(f"config key {key!r} expects a list, got {value!r} ({type(value).__name__})")
     if tp is type(None):
         if value is None:
             return None
