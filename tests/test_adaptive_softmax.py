@@ -192,3 +192,18 @@ def test_bf16_autocast_training_step_runs():
     loss.backward()
     assert torch.isfinite(loss) and model.embedding.weight.grad.abs().sum() > 0
     assert F.softmax(model.step(tokens[:, 0])[0], -1).sum().item() == pytest.approx(2.0)
+
+
+def test_wikitext2_preset_is_an_adaptive_softmax_run_that_stops_within_its_budget():
+    from pathlib import Path
+
+    from rnnkit.train.config import load_yaml
+
+    config = load_yaml(LanguageModelRunConfig, Path(__file__).parents[1] / "configs/wikitext2_word.yaml")
+    assert config.model.adaptive_softmax_cutoffs == (2000, 10000) and config.model.tie_weights
+    assert config.optim.schedule == "cosine" and config.trainer.max_time_minutes == 40
+    steps_per_epoch = 2_088_628 // (config.data.batch_size * config.data.bptt)  # WikiText-2 train tokens
+    assert 1.5 <= config.trainer.max_steps / steps_per_epoch <= 3  # the measured 1.09 s/step: ~35 minutes
+    assert config.trainer.max_epochs * steps_per_epoch > config.trainer.max_steps  # max_steps is what binds
+    model = LanguageModel(LanguageModelConfig(**{**vars(config.model), "vocab_size": 33_278}))
+    assert model.decoder.head.shortlist_size == 2000 and model.decoder.tail[1][0].out_features == 400 // 16

@@ -124,3 +124,13 @@ def test_carried_state_from_autocast_reenters_in_the_input_dtype():
     assert torch.isfinite(loss)
     _, fp32_state = model(tokens, tuple(s.bfloat16() for s in state))
     assert fp32_state[0].dtype == torch.float32
+
+
+def test_return_logits_false_skips_the_logits_and_keeps_the_loss():
+    model = tiny("lstm")
+    tokens, targets = torch.randint(0, 13, (2, 5)), torch.randint(0, 13, (2, 5))
+    logits, _, loss = model(tokens, targets=targets)
+    nothing, _, same = model(tokens, targets=targets, return_logits=False)
+    assert nothing is None and logits.shape == (2, 5, 13)
+    torch.testing.assert_close(same, loss)
+    assert model.config.adaptive_softmax_cutoffs == () and isinstance(model.decoder, torch.nn.Linear)
