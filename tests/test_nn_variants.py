@@ -1,6 +1,6 @@
 """rnnkit.nn variants (layer_norm, recurrent_dropout, zoneout, weight_drop) against independent oracles.
 
-1. `spec_forward`: a straightforward per-step torch autograd loop written here from variants_spec.md (layer
+1. `spec_forward`: a straightforward per-step torch autograd loop written here from docs/variants.md (layer
    norm written out), fed the same masks: outputs, final states and every gradient, float64.
 2. The NumPy twins in rnnkit.reference.variants (hand-written BPTT): the same masks, lengths, eval mode.
 3. Statistics of the random masks in training mode (fractions, zoneout's mean, masks constant over time).

@@ -1,6 +1,6 @@
 """The recurrent variants torch.nn lacks: their configuration, layer norm, and the random masks they draw.
 
-Equations and parameter names follow /work/notes/variants_spec.md (shared with the NumPy twins in
+Equations and parameter names follow docs/variants.md (shared with the NumPy twins in
 rnnkit.reference). Per layer-direction with suffix sfx = f"_l{k}" (+ "_reverse"):
 
     layer_norm          LN(v) = (v - mean v) / sqrt(var v + 1e-5) * gamma + beta   (Ba, Kiros, Hinton 2016)

@@ -1,7 +1,7 @@
 """Recurrent variants in NumPy, forward and hand-written BPTT: layer normalisation (Ba et al. 2016), recurrent
 dropout (Gal and Ghahramani 2016), zoneout (Krueger et al. 2016), weight drop (Merity et al. 2017).
 
-The twins of rnnkit.nn's variant layers; both implement the equations of the shared contract (variants_spec):
+The twins of rnnkit.nn's variant layers; both implement the equations of docs/variants.md:
 
     xp = LN_ih(x W_ih^T) + b_ih                       all time steps at once (LN only with layer_norm=True)
     hp = LN_hh((h * m) (W_hh * M)^T) + b_hh           m: recurrent dropout mask, M: weight-drop mask
