@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -276,8 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_lightning() -> None:
+    """Keep the terminal for what matters: no advertising tip, no deprecation noise from Lightning."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    _quiet_lightning()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
