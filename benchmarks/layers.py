@@ -1,6 +1,6 @@
-"""Speed of rnnkit.nn layers (plain and every variant) against torch.nn.LSTM of the same size: CPU, float32.
+"""Speed of rnnkit.nn layers (LSTM plain and every variant, MinGRU, MinLSTM) vs torch.nn.LSTM: CPU, float32.
 
-Each row times one rnnkit.nn.LSTM configuration and torch.nn.LSTM on the same input in the same process,
+Each row times one rnnkit.nn layer and torch.nn.LSTM of the same size on the same input in the same process,
 alternating run by run (so a burst of load from other processes hits both), and reports the ratio
 rnnkit / torch (1.00 = as fast; above 1 = slower). Both are in training mode, so the stochastic variants draw
 their masks on every call. "forward" runs under torch.no_grad(); "forward+backward" is loss = sum(output * r)
@@ -8,10 +8,12 @@ and autograd for every weight and the input. Each cell is the median over the ti
 
     .venv/bin/python benchmarks/layers.py            # about 2 minutes on a 2-core machine
     .venv/bin/python benchmarks/layers.py --quick    # fewer repeats, under a minute
+    .venv/bin/python benchmarks/layers.py --only plain,MinGRU,MinLSTM --threads 1   # a subset, 1 thread
 
 Plain configurations run torch's own fused kernel (ratio ~1); weight_drop alone also does (on W_hh * M);
 layer_norm, recurrent_dropout and zoneout run the pure-torch time scan (a Python loop of small kernels), whose
-cost is per-step overhead: small at large batch, large at B=1.
+cost is per-step overhead: small at large batch, large at B=1. MinGRU and MinLSTM (rnnkit/nn/minimal.py) run
+the log-space parallel scan: all T steps in a few big kernels (cumsum, logcumsumexp), no loop over time.
 """
 
 from __future__ import annotations
@@ -29,15 +31,31 @@ import torch
 from rnnkit import nn as rnn
 
 CONFIGS = ((100, 64, 256), (200, 32, 128), (1000, 1, 64))     # (T, B, H), I = H
-VARIANTS = {
-    "plain (fused)": {},
-    "weight_drop=0.5 (fused)": {"weight_drop": 0.5},
-    "layer_norm": {"layer_norm": True},
-    "recurrent_dropout=0.25": {"recurrent_dropout": 0.25},
-    "zoneout=0.1": {"zoneout": 0.1},
-    "all four": {"layer_norm": True, "recurrent_dropout": 0.25, "zoneout": 0.1, "weight_drop": 0.5},
+LSTM_VARIANTS = {   # --only key: (row label, rnnkit.nn.LSTM keyword arguments)
+    "plain": ("plain (fused)", {}),
+    "weight_drop": ("weight_drop=0.5 (fused)", {"weight_drop": 0.5}),
+    "layer_norm": ("layer_norm", {"layer_norm": True}),
+    "recurrent_dropout": ("recurrent_dropout=0.25", {"recurrent_dropout": 0.25}),
+    "zoneout": ("zoneout=0.1", {"zoneout": 0.1}),
+    "all_four": ("all four",
+                 {"layer_norm": True, "recurrent_dropout": 0.25, "zoneout": 0.1, "weight_drop": 0.5}),
 }
-FUSED = ("plain (fused)", "weight_drop=0.5 (fused)")
+MINIMAL = {"MinGRU": rnn.MinGRU, "MinLSTM": rnn.MinLSTM}   # their own weights: nothing to share with torch's
+ROWS = (*LSTM_VARIANTS, *MINIMAL)
+FAST = ("plain", "weight_drop", *MINIMAL)   # a few big kernels per call: 3x the timed runs
+
+
+def label(key: str) -> str:
+    return LSTM_VARIANTS[key][0] if key in LSTM_VARIANTS else f"{key} (parallel scan)"
+
+
+def make_layer(key: str, H: int, baseline: torch.nn.LSTM) -> torch.nn.Module:
+    """The rnnkit.nn layer of row `key` with I = H; LSTM variants start from the baseline's weights."""
+    if key in MINIMAL:
+        return MINIMAL[key](H, H)
+    layer = rnn.LSTM(H, H, **LSTM_VARIANTS[key][1])
+    layer.load_state_dict(baseline.state_dict(), strict=False)
+    return layer
 
 
 def median_ms(runs: dict, repeats: int, warmup: int) -> dict[str, float]:
@@ -68,14 +86,13 @@ def timers(layer: torch.nn.Module, x: torch.Tensor, r: torch.Tensor):
     return forward, forward_backward
 
 
-def bench(T: int, B: int, H: int, name: str, repeats: int, warmup: int) -> tuple[float, ...]:
+def bench(T: int, B: int, H: int, key: str, repeats: int, warmup: int) -> tuple[float, ...]:
     torch.manual_seed(0)
     baseline = torch.nn.LSTM(H, H)
-    ours = rnn.LSTM(H, H, **VARIANTS[name])
-    ours.load_state_dict(baseline.state_dict(), strict=False)
+    ours = make_layer(key, H, baseline)
     x = torch.randn(T, B, H, requires_grad=True)
     r = torch.randn(T, B, H)
-    if name == "plain (fused)":   # time only what agrees
+    if key == "plain":   # time only what agrees
         torch.testing.assert_close(ours(x)[0], baseline(x)[0])
     ours_fwd, ours_both = timers(ours, x, r)
     torch_fwd, torch_both = timers(baseline, x, r)
@@ -102,21 +119,31 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="3 timed runs per cell (scan rows), 5 fused")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per cell of the scan rows")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    parser.add_argument("--only", default=",".join(ROWS),
+                        help=f"comma-separated rows to run, from {','.join(ROWS)} (default: all)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch.set_num_threads (default: torch's default)")
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error(f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}")
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error(f"--repeats and --threads must be >= 1 and --warmup >= 0, "
+                     f"got {args.repeats}, {args.threads} and {args.warmup}")
+    only = [key.strip() for key in args.only.split(",") if key.strip()]
+    unknown = [key for key in only if key not in ROWS]
+    if not only or unknown:
+        parser.error(f"--only expects names from {', '.join(ROWS)}, got {args.only!r}")
+    torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else args.repeats
     print("\n".join(describe()))
-    print(f"- median of {repeats} timed runs ({3 * repeats} for the fused rows) "
+    print(f"- median of {repeats} timed runs ({3 * repeats} for the fused and parallel-scan rows) "
           f"after {args.warmup} warm-up run(s)\n")
-    print("| T, B, H | rnnkit.nn.LSTM | fwd ms | torch fwd ms | fwd ratio | fwd+bwd ms | torch fwd+bwd ms | "
+    print("| T, B, H | rnnkit.nn layer | fwd ms | torch fwd ms | fwd ratio | fwd+bwd ms | torch fwd+bwd ms | "
           "fwd+bwd ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for T, B, H in CONFIGS:
-        for name in VARIANTS:
-            n = 3 * repeats if name in FUSED else repeats
-            fwd, torch_fwd, both, torch_both = bench(T, B, H, name, n, args.warmup)
-            print(f"| {T}, {B}, {H} | {name} | {fwd:.1f} | {torch_fwd:.1f} | {fwd / torch_fwd:.2f} | "
+        for key in (key for key in ROWS if key in only):
+            n = 3 * repeats if key in FAST else repeats
+            fwd, torch_fwd, both, torch_both = bench(T, B, H, key, n, args.warmup)
+            print(f"| {T}, {B}, {H} | {label(key)} | {fwd:.1f} | {torch_fwd:.1f} | {fwd / torch_fwd:.2f} | "
                   f"{both:.1f} | {torch_both:.1f} | {both / torch_both:.2f} |", flush=True)
 
 
