@@ -18,9 +18,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m rnnkit demo
 
+# One intra-op thread per process: the tests are many small ops (threads cost more than they save) and the DDP
+# test starts processes of its own.
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: venv
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/reference_lstm.py
