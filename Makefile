@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: venv demo test lint bench
+.PHONY: venv demo test bench
 venv: $(VENV)/.installed
 
 demo: venv
