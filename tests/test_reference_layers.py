@@ -334,6 +334,24 @@ def test_bad_state_dicts():
         ref.load_state_dict({**sd, "weight_hh_l0": np.zeros((9, 4))})
     with pytest.raises(ValueError, match="missing"):
         RNN(2, 3, bias=False).load_state_dict(RNN(2, 3).state_dict())
+    before = {k: v.copy() for k, v in sd.items()}
+    with pytest.raises(ValueError, match="weight_hh_l0: expected shape"):  # nothing is written
+        ref.load_state_dict({**{k: v + 1.0 for k, v in sd.items()}, "weight_hh_l0": np.zeros((9, 4))})
+    assert all(np.array_equal(ref.params[k], before[k]) for k in sd)
+
+
+def test_load_state_dict_writes_in_place_so_an_optimiser_sees_it():
+    from rnnkit.reference.optim import SGD
+
+    ref, source = LSTM(2, 3, seed=1), LSTM(2, 3, seed=2)
+    arrays = dict(ref.params)
+    optimizer = SGD(ref.params, lr=0.1)
+    ref.load_state_dict(source.state_dict())
+    assert all(ref.params[k] is arrays[k] for k in arrays)  # the same arrays, new values
+    grads = {k: np.ones_like(v) for k, v in ref.params.items()}
+    optimizer.step(grads)
+    for k in arrays:
+        np.testing.assert_allclose(ref.params[k], source.params[k] - 0.1)
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -27,7 +27,7 @@ import numpy as np
 
 from .cells import CELLS
 from .scan import scan, scan_backward
-from .validate import check_array, check_lengths, check_state, describe
+from .validate import check_array, check_lengths, check_state, describe, load_into
 
 
 def project(layer_input, W_ih):
@@ -109,20 +109,8 @@ class RecurrentLayer:
         return dict(self.params)
 
     def load_state_dict(self, state_dict) -> None:
-        """Load arrays (or anything np.asarray takes, e.g. CPU torch tensors) named and shaped as ours."""
-        missing = sorted(set(self.params) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(self.params))
-        if missing or unexpected:
-            raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
-        new = {}
-        for name, value in state_dict.items():
-            value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-            if value.shape != self.params[name].shape:
-                raise ValueError(
-                    f"{name}: expected shape {self.params[name].shape}, got {value.shape}"
-                )
-            new[name] = value.astype(self.dtype, copy=True)
-        self.params.update(new)
+        """Load arrays (or CPU torch tensors) named and shaped as ours, in place, after all checks pass."""
+        load_into(self.params, state_dict)
 
     def _weights(self, sfx):
         W_ih, W_hh = self.params["weight_ih" + sfx], self.params["weight_hh" + sfx]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import sigmoid
-from .validate import check_array, check_state
+from .validate import check_array, check_state, load_into
 
 __all__ = ["MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "g", "g_prime"]
 
@@ -115,16 +115,8 @@ class MinimalLayer:
         return dict(self.params)
 
     def load_state_dict(self, state_dict) -> None:
-        """Load arrays (or CPU torch tensors) named and shaped as ours."""
-        missing = sorted(set(self.params) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(self.params))
-        if missing or unexpected:
-            raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
-        for name, value in state_dict.items():
-            value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
-            if value.shape != self.params[name].shape:
-                raise ValueError(f"{name}: expected shape {self.params[name].shape}, got {value.shape}")
-            self.params[name] = value.astype(self.dtype, copy=True)
+        """Load arrays (or CPU torch tensors) named and shaped as ours, in place, after all checks pass."""
+        load_into(self.params, state_dict)
 
     def _project(self, k, x):
         xp = x @ self.params[f"weight_ih_l{k}"].T  # (T, B, G)

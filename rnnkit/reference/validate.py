@@ -47,3 +47,23 @@ def describe(value) -> str:
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of length {len(value)}"
     return f"a {type(value).__name__} of shape {np.shape(value)}"
+
+
+def load_into(params: dict, state_dict) -> None:
+    """Copy a state_dict into `params` in place, after checking every name and shape (no partial writes).
+
+    In place, as torch's load_state_dict: an optimiser or a model holding these arrays sees the new values.
+    Values may be arrays or anything np.asarray takes (e.g. CPU torch tensors).
+    """
+    missing = sorted(set(params) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(params))
+    if missing or unexpected:
+        raise ValueError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+    arrays = {}
+    for name, value in state_dict.items():
+        value = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+        if value.shape != params[name].shape:
+            raise ValueError(f"{name}: expected shape {params[name].shape}, got {value.shape}")
+        arrays[name] = value
+    for name, value in arrays.items():
+        np.copyto(params[name], value, casting="unsafe")
