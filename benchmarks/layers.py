@@ -22,11 +22,10 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
 
 import torch
+from timing import median_ms  # benchmarks/timing.py (scripts run from their folder)
 
 from rnnkit import nn as rnn
 
@@ -56,20 +55,6 @@ def make_layer(key: str, H: int, baseline: torch.nn.LSTM) -> torch.nn.Module:
     layer = rnn.LSTM(H, H, **LSTM_VARIANTS[key][1])
     layer.load_state_dict(baseline.state_dict(), strict=False)
     return layer
-
-
-def median_ms(runs: dict, repeats: int, warmup: int) -> dict[str, float]:
-    """Median wall time (ms) of each callable; the callables alternate run by run."""
-    for _ in range(warmup):
-        for fn in runs.values():
-            fn()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def timers(layer: torch.nn.Module, x: torch.Tensor, r: torch.Tensor):

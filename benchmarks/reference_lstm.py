@@ -20,13 +20,12 @@ import ctypes
 import datetime
 import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from timing import median_ms  # benchmarks/timing.py (scripts run from their folder)
 
 from rnnkit import reference
 
@@ -123,20 +122,6 @@ def describe(threads: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-
-
-def median_ms(runs: dict, repeats: int, warmup: int) -> dict:
-    """Median wall time (ms) of each callable; the callables alternate run by run."""
-    for _ in range(warmup):
-        for fn in runs.values():
-            fn()
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def bench_config(cfg: Config, repeats: int, warmup: int) -> list[tuple[str, float, float]]:

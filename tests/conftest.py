@@ -115,3 +115,12 @@ def compare_with_torch(ref, x, hx=None, lengths=None, grad_output=True, grad_sta
 def torch_oracle():
     """The helper `compare_with_torch`, as a fixture for any test module."""
     return compare_with_torch
+
+
+@pytest.fixture
+def torch_float64():
+    """Run a test with torch's default dtype float64, restored afterwards (other tests keep theirs)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -18,13 +18,7 @@ VARIANTS = {
 
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Every test here runs in float64 (restored afterwards, so other test files keep their default)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("torch_float64")  # every test here runs in float64
 
 
 def states(state):
