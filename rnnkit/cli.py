@@ -35,12 +35,13 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- train / evaluate (training engine) ------------------------------------------------------------
+# ---- train / evaluate / predict: dispatched on the task -------------------------------------------------
 
-# Shortcut flags for the most used config keys; every key can also be set with --set section.key=value.
+# Shortcut flags every task has; each task adds its own (TaskSpec.train_flags); every key of the run config
+# can also be set with --set section.key=value.
 _TRAIN_FLAGS = [
     ("--max-steps", "trainer.max_steps", int, "stop after this many optimiser steps"),
-    ("--max-epochs", "trainer.max_epochs", int, "passes over the training text"),
+    ("--max-epochs", "trainer.max_epochs", int, "passes over the training data"),
     ("--devices", "trainer.devices", str, "processes/devices per node; > 1 trains data-parallel (DDP)"),
     ("--accelerator", "trainer.accelerator", str, "cpu, gpu, mps or auto"),
     ("--num-nodes", "trainer.num_nodes", int, "machines for multi-node DDP"),
@@ -49,177 +50,163 @@ _TRAIN_FLAGS = [
     ("--output-dir", "trainer.output_dir", str, "parent folder of run directories"),
     ("--run-name", "trainer.run_name", str, "name of the run directory (default: task-timestamp)"),
     ("--checkpoint-every", "trainer.checkpoint_every_n_steps", int, "resume checkpoint every N steps"),
-    ("--batch-size", "data.batch_size", int, "rows of the token stream per process (B)"),
-    ("--bptt", "data.bptt", int, "time steps per batch: the truncation length of BPTT (T)"),
-    ("--cell", "model.cell", str, "rnn, lstm or gru"),
-    ("--hidden-size", "model.hidden_size", int, "width of each recurrent layer (H)"),
     ("--lr", "optim.lr", float, "learning rate"),
 ]
 
 
-def _train(args: argparse.Namespace) -> int:
-    from rnnkit.train.commands import train_command
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
 
-    overrides = [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _, _ in _TRAIN_FLAGS
-                 if getattr(args, flag[2:].replace("-", "_")) is not None]
+
+def _read_config_mapping(args: argparse.Namespace) -> dict:
+    """The YAML mapping the run starts from: the resumed run's config.yaml, the preset, or {}."""
+    from pathlib import Path
+
+    import yaml
+
+    if args.resume is not None:
+        path = Path(args.resume) / "config.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"cannot resume: {path} not found (give the run directory)")
+    elif args.config is not None:
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+    else:
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a run config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _task_of_args(args: argparse.Namespace) -> str:
+    """The task a command is about: the config's `task:` (train), or the model file's (evaluate, predict)."""
+    from rnnkit.tasks import DEFAULT_TASK, task_of_config
+
+    if args.command == "train":
+        return task_of_config(_read_config_mapping(args))
+    if getattr(args, "checkpoint", None):
+        from rnnkit.train.checkpoint import load_model_file
+
+        return load_model_file(args.checkpoint)[1].get("task", DEFAULT_TASK)
+    return DEFAULT_TASK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rnnkit.tasks import get_task
+    from rnnkit.train.config import apply_overrides, from_dict
+    from rnnkit.train.run import train_run
+
+    data = _read_config_mapping(args)
+    spec = get_task(args.task)
+    source = Path(args.resume) / "config.yaml" if args.resume else args.config
+    try:
+        config = from_dict(spec.config_class, spec.upgrade_config(data))
+    except ValueError as e:
+        if source is None:
+            raise
+        raise ValueError(f"{source}: {e}") from e
+    flags = _TRAIN_FLAGS + list(spec.train_flags)
+    overrides = [f"data.path={args.data}"] if args.data is not None else []
+    overrides += [f"{key}={getattr(args, _dest(flag))}" for flag, key, _, _ in flags
+                  if getattr(args, _dest(flag)) is not None]
     if args.no_progress_bar:
         overrides.append("trainer.progress_bar=false")
-    return train_command(args.config, args.data, overrides + (args.set or []), args.resume,
-                         sys.argv if args.argv is None else args.argv)
+    config = apply_overrides(config, overrides + (args.set or []))
+    result = train_run(spec.build, config, args.resume, sys.argv if args.argv is None else args.argv)
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        print(f"run directory: {result.run_dir}  (step {result.global_step}; {shown})")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rnnkit.train.commands import evaluate_command
+    from rnnkit.tasks import get_task
 
-    return evaluate_command(args.checkpoint, args.data, args.split, args.batch_size, args.bptt,
-                            args.accelerator, args.json)
+    return get_task(args.task).evaluate(args)
 
 
-def _config_keys_help() -> str:
+def _predict(args: argparse.Namespace) -> int:
+    from rnnkit.tasks import get_task
+
+    return get_task(args.task).predict(args)
+
+
+def _config_keys_help(spec) -> str:
     from rnnkit.train.config import field_help
-    from rnnkit.train.language_modeling import LanguageModelRunConfig
 
-    keys = "\n  ".join(field_help(LanguageModelRunConfig))
-    return f"config keys (default values) for --set KEY=VALUE:\n  {keys}"
+    keys = "\n  ".join(field_help(spec.config_class))
+    return f"config keys of task {spec.name} (default values) for --set KEY=VALUE:\n  {keys}"
 
 
-def _add_train_parsers(sub) -> None:
+def _add_train_parsers(sub, spec) -> None:
     train = sub.add_parser(
         "train",
-        help="train a language model (PyTorch Lightning) and write a run directory",
-        description="Train a recurrent language model on a text file with PyTorch Lightning. The "
-        "configuration is a YAML preset (--config) with overrides from the flags below and --set; it is "
-        "checked strictly (unknown keys and wrong types are errors). The run directory holds config.yaml, "
-        "command.txt, metrics.csv, plots/loss.png, checkpoints/last.safetensors (exact resume) and "
-        "model.safetensors (best on validation; read by `rnnkit evaluate` and `rnnkit generate`).",
-        epilog=_config_keys_help(),
+        help="train a model (PyTorch Lightning) and write a run directory",
+        description=f"Train a model with PyTorch Lightning; this help is for task {spec.name}: "
+        f"{spec.summary}. The configuration is a YAML preset (--config; its `task:` key picks the task) "
+        "with overrides from the "
+        "flags below and --set; it is checked strictly (unknown keys and wrong types are errors). The run "
+        "directory holds config.yaml, command.txt, metrics.csv, plots/loss.png, checkpoints/last.safetensors "
+        "(exact resume) and model.safetensors (best on validation; read by `rnnkit evaluate` and "
+        "`rnnkit predict`).",
+        epilog=_config_keys_help(spec),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("--config", metavar="YAML",
                        help="preset, e.g. configs/shakespeare_char.yaml (default: built-in defaults)")
-    train.add_argument("--data", metavar="PATH",
-                       help="text file, folder of .txt files, or folder with train.txt and valid.txt; "
-                       "with data.dataset=tang_poems the Tang poems folder (sets data.path)")
+    train.add_argument("--data", metavar="PATH", help="the training data (sets data.path)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR exactly where its last checkpoint left it (its "
                        "config.yaml is used; --set may extend e.g. trainer.max_steps)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override one config key, e.g. --set model.hidden_size=512 (repeatable; keys "
-                       "below)")
-    for flag, key, kind, text in _TRAIN_FLAGS:
+                       help="override one config key, e.g. --set model.hidden_size=512 (repeatable; "
+                       "keys below)")
+    for flag, key, kind, text in _TRAIN_FLAGS + list(spec.train_flags):
         train.add_argument(flag, type=kind, default=None, help=f"{text} (sets {key})")
     train.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
-    train.set_defaults(func=_train, argv=None)
+    train.set_defaults(func=_train, argv=None, task=spec.name)
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="cross-entropy, bits per token and perplexity of a trained language model on text",
-        description="Evaluate a model file written by `rnnkit train` (model.safetensors) on a text file: "
-        "mean cross-entropy in nats, bits per token (bits per character for a char model) and perplexity.",
+        help="the metrics of a trained model on data (the task's own: e.g. cross-entropy, perplexity)",
+        description=f"Evaluate a model file written by `rnnkit train` (model.safetensors); flags of task "
+        f"{spec.name}. A language model reports mean cross-entropy in nats, bits per token and perplexity.",
     )
-    evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="model file, e.g. "
-                          "runs/NAME/model.safetensors")
-    evaluate.add_argument("--data", required=True, metavar="PATH",
-                          help="text file or folder, read as in training")
-    evaluate.add_argument("--split", choices=["valid", "train", "all"], default="valid",
-                          help="which part of the text: the held-out last part as in training (default), the "
-                          "training part, or all of it")
-    evaluate.add_argument("--batch-size", type=int, default=0,
-                          help="rows of the stream (default: as in training)")
-    evaluate.add_argument("--bptt", type=int, default=0,
-                          help="time steps per batch (default: as in training)")
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE",
+                          help="model file, e.g. runs/NAME/model.safetensors")
+    spec.add_evaluate_arguments(evaluate)
     evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=_evaluate, task=spec.name)
 
-
-# ---- generate (text data + generation) -------------------------------------------------------------
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from rnnkit.generate import generate, generate_poem
-    from rnnkit.train.language_modeling import load_language_model, training_data
-
-    model, vocab, meta = load_language_model(args.checkpoint)
-    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-
-    def stream(piece: str) -> None:
-        print(piece, end="", flush=True)
-
-    data = training_data(meta)  # None: a hand-saved model file, judged by its vocabulary alone
-    poem_model = data is not None and data.dataset == "tang_poems"
-    if (args.poem or args.acrostic) and data is not None and not poem_model:
-        raise ValueError(
-            f"{args.checkpoint} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
-            "--poem/--acrostic need a model trained with data.dataset=tang_poems (configs/tang_poems.yaml)"
-        )
-    if args.poem or args.acrostic or poem_model:  # a poem model always writes poems
-        if args.beam is not None or args.prompt:
-            raise ValueError("poems are decoded under constraints from the poem start: no --beam, "
-                             "no --prompt")
-        chars, lines = _poem_form(args, data if poem_model else None)
-        generate_poem(model, vocab, chars=chars, lines=lines, acrostic=args.acrostic,
-                      greedy=args.greedy, stream=stream, **sampling)
-    else:
-        print(args.prompt, end="", flush=True)
-        generate(model, vocab, args.prompt, args.max_new_tokens, greedy=args.greedy, beam_size=args.beam,
-                 stream=stream, **sampling)
-    print()
-    return 0
-
-
-def _poem_form(args: argparse.Namespace, data) -> tuple[int, int]:
-    """(chars, lines) from --chars/--lines/--acrostic, defaulting to the form the model was trained on;
-    a form the model never saw (its data.poem_chars / data.poem_lines, 0 = both) is an error."""
-    trained = {"chars": data.poem_chars if data else 0, "lines": data.poem_lines if data else 0}
-    lines = len("".join(args.acrostic.split())) if args.acrostic else args.lines  # the acrostic sets lines
-    asked = {"chars": args.chars or trained["chars"] or 5, "lines": lines or trained["lines"] or 4}
-    for key, value in asked.items():
-        if trained[key] and value != trained[key]:
-            raise ValueError(
-                f"this model was trained on poems with data.poem_{key}={trained[key]} only, got {key} {value}"
-            )
-    return asked["chars"], asked["lines"]
-
-
-def _add_generate_parser(sub) -> None:
-    gen = sub.add_parser(
-        "generate",
-        help="generate text (or a Chinese classical poem) from a trained language model",
-        description="Continue a prompt with a model file written by `rnnkit train`, printing each token as "
-        "it is chosen: sampling with temperature, top-k and top-p (nucleus), greedy decoding, or beam "
-        "search. "
-        "A model trained on Tang poems (data.dataset tang_poems, configs/tang_poems.yaml) always writes a "
-        "well-formed poem of 4 or 8 lines of 5 or 7 characters, in the script it was trained on (--poem is "
-        "then implied; on a plain-text model it is an error); with --acrostic, line k starts with the k-th "
-        "given character (4 -> quatrain, 8 -> regulated verse).",
+    predict = sub.add_parser(
+        "predict", aliases=["generate"],
+        help="predict with a trained model: generate text (or a Chinese classical poem) from a language "
+        "model",
+        description="Run a model file written by `rnnkit train` on new input; flags of task "
+        f"{spec.name}. A language model continues a prompt, printing each token as it is chosen: sampling "
+        "with temperature, top-k and top-p (nucleus), greedy decoding, or beam search. A model trained on "
+        "Tang poems (data.dataset tang_poems, configs/tang_poems.yaml) always writes a well-formed poem of 4 "
+        "or 8 lines of 5 or 7 characters, in the script it was trained on (--poem is then implied; on a "
+        "plain-text model it is an error); with --acrostic, line k starts with the k-th given character "
+        "(4 -> quatrain, 8 -> regulated verse).",
     )
-    gen.add_argument("checkpoint", metavar="CHECKPOINT", help="model file, e.g. runs/NAME/model.safetensors")
-    gen.add_argument("--prompt", default="", help="text to continue (default: start after a line break)")
-    gen.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
-                     help="tokens to generate (default: 200)")
-    gen.add_argument("--temperature", type=float, default=1.0,
-                     help="divide the logits by this (> 0; lower is more conservative; default: 1.0)")
-    gen.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest")
-    gen.add_argument("--top-p", type=float, default=None, metavar="P",
-                     help="sample only among the likeliest tokens holding probability mass P (nucleus)")
-    gen.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    gen.add_argument("--beam", type=int, default=None, metavar="N", help="beam search with N hypotheses")
-    gen.add_argument("--seed", type=int, default=None, help="seed of the sampler (same seed, same text)")
-    gen.add_argument("--poem", action="store_true",
-                     help="generate a Chinese classical poem (the default for a poem model)")
-    gen.add_argument("--chars", type=int, choices=[5, 7], default=None,
-                     help="--poem: characters per line (default: the model's data.poem_chars, else 5)")
-    gen.add_argument("--lines", type=int, choices=[4, 8], default=None,
-                     help="--poem: 4 (quatrain) or 8 (regulated verse) lines (default: the model's "
-                     "data.poem_lines, else 4)")
-    gen.add_argument("--acrostic", metavar="CHARS", default=None,
-                     help="--poem: 藏头诗, line k starts with the k-th of these 4 or 8 characters "
-                     "(e.g. 春夏秋冬)")
-    gen.set_defaults(func=_generate)
+    predict.add_argument("checkpoint", metavar="CHECKPOINT",
+                         help="model file, e.g. runs/NAME/model.safetensors")
+    spec.add_predict_arguments(predict)
+    predict.set_defaults(func=_predict, task=spec.name)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; train / evaluate / predict carry the flags of `task` (default: the LM)."""
+    from rnnkit.tasks import DEFAULT_TASK, get_task
+
     parser = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent neural networks, from the equations to trained models."
     )
@@ -273,8 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
-    _add_train_parsers(sub)
-    _add_generate_parser(sub)
+    _add_train_parsers(sub, get_task(task or DEFAULT_TASK))
     return parser
 
 
@@ -287,9 +273,15 @@ def _quiet_lightning() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args, _ = build_parser().parse_known_args(argv)
     _quiet_lightning()
     try:
+        if args.command in ("train", "evaluate", "predict", "generate"):
+            task = _task_of_args(args)  # a task other than the default brings its own flags
+            args = build_parser(task).parse_args(argv)
+        else:
+            args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)

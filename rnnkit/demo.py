@@ -31,13 +31,13 @@ from pytorch_lightning.callbacks import Callback
 from rnnkit.data.datasets import python_docs
 from rnnkit.generate import generate
 from rnnkit.models.language_model import LanguageModelConfig
-from rnnkit.train.config import OptimConfig, TrainerConfig
-from rnnkit.train.language_modeling import (
+from rnnkit.tasks.language_model import (
     LanguageModelRunConfig,
     TextDataConfig,
     load_language_model,
     train_language_model,
 )
+from rnnkit.train.config import OptimConfig, TrainerConfig
 
 __all__ = ["DEMO", "DemoResult", "demo_config", "run_demo", "write_corpus", "LossTable"]
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from rnnkit.cli import main
 from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.tasks.language_model import LanguageModelRunConfig, load_language_model
 from rnnkit.train.config import apply_overrides, from_dict
-from rnnkit.train.language_modeling import LanguageModelRunConfig, load_language_model
 
 V, CUTOFFS = 50, (10, 30)
 

@@ -254,8 +254,8 @@ def test_cli_generate_prints_the_continuation_and_poems(tmp_path, capsys):
     from dataclasses import asdict
 
     from rnnkit.cli import main
+    from rnnkit.tasks.language_model import TASK
     from rnnkit.train.checkpoint import save_model
-    from rnnkit.train.language_modeling import TASK
 
     vocab = Vocabulary(tuple("^$，。春夏秋冬山水风月ab \n"), level="char")
     model = engine_model(len(vocab), seed=14).eval()

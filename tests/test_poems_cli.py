@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.train.checkpoint import save_model
-from rnnkit.train.config import to_dict
-from rnnkit.train.language_modeling import (
+from rnnkit.data.corpus import read_corpus
+from rnnkit.tasks.language_model import (
     TASK,
     LanguageModelRunConfig,
     TextDataConfig,
     load_language_model,
-    read_corpus,
 )
+from rnnkit.train.checkpoint import save_model
+from rnnkit.train.config import to_dict
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tang_poems.yaml"
 

@@ -112,7 +112,7 @@ def test_help_lists_every_config_key(capsys):
         (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
         (["train", "--resume", "nowhere"], "cannot resume: nowhere/config.yaml not found"),
         (["evaluate", "--checkpoint", "nope.safetensors", "--data", "t.txt"], "checkpoint not found"),
-        (["evaluate", "--checkpoint", "other.safetensors", "--data", "t.txt"], "task 'classifier', expected"),
+        (["evaluate", "--checkpoint", "other.safetensors", "--data", "t.txt"], "unknown task 'classifier'"),
         (["evaluate", "--checkpoint", "t.txt", "--data", "t.txt"], "not a readable rnnkit checkpoint"),
     ],
 )

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from rnnkit.tasks.language_model import LanguageModelRunConfig
 from rnnkit.train.config import OptimConfig, TrainerConfig, apply_overrides, dump_yaml, from_dict, load_yaml
-from rnnkit.train.language_modeling import LanguageModelRunConfig
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

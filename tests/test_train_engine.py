@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from rnnkit.data.text import TokenStream
-from rnnkit.train.config import apply_overrides
-from rnnkit.train.language_modeling import (
+from rnnkit.models.gradient_flow import gradient_norms_through_time, plot_gradient_norms
+from rnnkit.tasks.language_model import (
     LanguageModelRunConfig,
     evaluate_language_model,
     load_language_model,
     train_language_model,
 )
-from rnnkit.train.plots import gradient_norms_through_time, plot_gradient_norms
+from rnnkit.train.config import apply_overrides
 
 
 def tiny_text(lines=150, seed=0) -> str:
@@ -196,9 +196,9 @@ def test_gradient_norm_plot_for_three_cells(tmp_path):
 def test_gradient_norm_figure_from_model_files(tmp_path):
     from rnnkit.data.text import Vocabulary
     from rnnkit.models import LanguageModel
+    from rnnkit.tasks.language_model import gradient_norm_figure
     from rnnkit.train.checkpoint import save_model
     from rnnkit.train.config import to_dict
-    from rnnkit.train.language_modeling import gradient_norm_figure
 
     (tmp_path / "t.txt").write_text(tiny_text())
     vocab = Vocabulary.build(tiny_text())

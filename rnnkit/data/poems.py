@@ -16,7 +16,7 @@ constrains every position, so it always yields a well-formed poem.
     text  = poem_corpus(train)                                  # "^...$^...$..."
     vocab = Vocabulary.build(text + poem_corpus(valid), level="char")
 
-`rnnkit train` does exactly this for `data.dataset: tang_poems` (rnnkit.train.language_modeling).
+`rnnkit train` does exactly this for `data.dataset: tang_poems` (rnnkit.tasks.language_model).
 """
 
 from __future__ import annotations

@@ -95,7 +95,11 @@ class TrainerConfig:
         val_check_interval: validate every this many training batches (0 = once per epoch).
         limit_val_batches: validate on at most this many batches (0 = all).
         checkpoint_every_n_steps: also write the resume checkpoint every n steps (0 = per epoch only).
-        early_stopping_patience: stop when valid_loss has not improved for this many validations (0 = off).
+        early_stopping_patience: stop when the monitored metric has not improved for this many validations
+            (0 = off).
+        monitor: the validation metric that picks model.safetensors and drives early stopping, without the
+            "valid_" prefix (e.g. "loss", "accuracy"); empty = the task's choice.
+        monitor_mode: "min" or "max", whether smaller or larger `monitor` is better; empty = the task's.
         log_every_n_steps: how often training loss goes to metrics.csv.
         progress_bar: show Lightning's progress bar.
         output_dir: parent folder of run directories.
@@ -115,6 +119,8 @@ class TrainerConfig:
     limit_val_batches: int = 0
     checkpoint_every_n_steps: int = 0
     early_stopping_patience: int = 0
+    monitor: str = ""
+    monitor_mode: str = ""
     log_every_n_steps: int = 10
     progress_bar: bool = True
     output_dir: str = "runs"
@@ -135,6 +141,10 @@ class TrainerConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.monitor_mode not in ("", "min", "max"):
+            raise ValueError(
+                f"trainer.monitor_mode must be 'min', 'max' or '' (the task's), got {self.monitor_mode!r}"
+            )
         if self.precision not in ("32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"):
             raise ValueError(
                 f"trainer.precision must be e.g. '32-true' or 'bf16-mixed', got {self.precision!r}"

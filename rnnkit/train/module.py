@@ -1,12 +1,15 @@
 """The thin adapter between a task and PyTorch Lightning: `Task` says what, `TaskModule` plugs it in.
 
-A task is a plain nn.Module plus four functions (see `Task`); the adapter knows nothing about RNNs. It only
-carries an opaque `carry` from one training batch to the next (the detached recurrent state for stateful
-truncated BPTT), resets it at the start of every epoch and validation run, and saves it -- with the position
-in the epoch and the RNG state of every process -- in the checkpoint, so a resumed run continues exactly.
+A task is a plain nn.Module plus a loss function, batch sources and metric objects (see `Task`); the adapter
+knows nothing about RNNs. It only carries an opaque `carry` from one training batch to the next (e.g. the
+detached recurrent state of stateful truncated BPTT), resets it at the start of every epoch and validation
+run, and saves it -- with the position in the epoch and the RNG state of every process -- in the checkpoint,
+so a resumed run continues exactly. The training batches of epoch e come from `train_batches(rank, world,
+e)`: a task that shuffles draws its order from (seed, e) (rnnkit.data.sampler), so skipping the batches an
+interrupted epoch already took resumes at the exact example.
 
-Validation metrics are token-weighted: sum(loss_b * n_b) / sum(n_b) over batches and processes, then the
-task turns the mean loss into its metrics (for a language model: nats, bits per token, perplexity).
+Validation: each batch's `StepOutput` updates the task's metrics (rnnkit.train.metrics); their results,
+reduced across processes, are logged as valid_<name>.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from rnnkit.nn.state import tree_map
+
 from .config import OptimConfig
+from .metrics import MeanLoss, StepOutput, compute_all
 
-__all__ = ["Task", "TaskModule", "ResumableBatches", "tree_map"]
+__all__ = ["Task", "TaskModule", "ResumableBatches"]
 
-LossFn = Callable[[nn.Module, Any, Any], tuple[torch.Tensor, Any, int]]
+LossFn = Callable[[nn.Module, Any, Any], StepOutput]
+Batches = Callable[[int, int, int], Iterable]  # (rank, world_size, epoch) -> batches
 
 
 @dataclass
@@ -34,30 +41,32 @@ class Task:
     Args:
         name: the task's name, stored in checkpoints ("language_model", ...).
         model: a plain nn.Module.
-        loss: (model, batch, carry) -> (mean loss, new carry, number of targets in the batch); `carry` is None
-            at the start of an epoch. Stateless tasks return None as the carry.
-        train_batches: (rank, world_size) -> an iterable of batches (same number on every rank).
-        valid_batches: like train_batches, or None for no validation.
-        metrics: mean loss -> {name: value}; logged with a "valid_" prefix.
+        loss: (model, batch, carry) -> StepOutput(mean loss, new carry, number of targets, outputs, targets);
+            `carry` is None at the start of an epoch. Stateless tasks return carry None.
+        train_batches: (rank, world_size, epoch) -> an iterable of batches (same number on every rank).
+        valid_batches: like train_batches (epoch is 0), or None for no validation.
+        metrics: () -> {name: metric}, fresh metric objects (rnnkit.train.metrics); each returns
+            {metric name: value} and is logged with a "valid_" prefix.
+        monitor: the metric (without "valid_") that selects the best model and drives early stopping.
+        monitor_mode: "min" or "max": whether a smaller or a larger `monitor` is better.
+        units: metric name -> axis label for the plots, e.g. {"loss": "cross-entropy (nats)"}.
         metadata: JSON-ready facts saved with the model (config, vocabulary, ...).
     """
 
     name: str
     model: nn.Module
     loss: LossFn
-    train_batches: Callable[[int, int], Iterable]
-    valid_batches: Callable[[int, int], Iterable] | None = None
-    metrics: Callable[[float], dict[str, float]] = lambda loss: {"loss": loss}
+    train_batches: Batches
+    valid_batches: Batches | None = None
+    metrics: Callable[[], dict[str, Any]] = lambda: {"loss": MeanLoss()}
+    monitor: str = "loss"
+    monitor_mode: str = "min"
+    units: dict[str, str] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
 
-
-def tree_map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
-    """Apply `fn` to every tensor of a nested tuple/list (None and other leaves pass through)."""
-    if isinstance(tree, torch.Tensor):
-        return fn(tree)
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(tree_map(fn, t) for t in tree)
-    return tree
+    def __post_init__(self):
+        if self.monitor_mode not in ("min", "max"):
+            raise ValueError(f"monitor_mode must be 'min' or 'max', got {self.monitor_mode!r}")
 
 
 class ResumableBatches:
@@ -92,6 +101,7 @@ class TaskModule(pl.LightningModule):
         super().__init__()
         self.task, self.optim_config = task, optim
         self.model = task.model
+        self.metrics = nn.ModuleDict(task.metrics())  # moved to the device with the model, never saved
         self._carry: Any = None
         self._batches_done = 0  # batches of the current epoch finished by training_step
         self._resume: dict | None = None
@@ -99,13 +109,13 @@ class TaskModule(pl.LightningModule):
     # ---- data ----
     def train_dataloader(self):
         start = self._resume["batches_done"] if self._resume else 0
-        batches = self.task.train_batches(self.global_rank, self.trainer.world_size)
+        batches = self.task.train_batches(self.global_rank, self.trainer.world_size, self.current_epoch)
         return ResumableBatches(batches, start if start < len(batches) else 0)
 
     def val_dataloader(self):
         if self.task.valid_batches is None:
             return []
-        return self.task.valid_batches(self.global_rank, self.trainer.world_size)
+        return self.task.valid_batches(self.global_rank, self.trainer.world_size, 0)
 
     # ---- steps ----
     def on_train_batch_start(self, batch, batch_idx):
@@ -120,28 +130,28 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         if batch_idx == 0:
             self._carry = None  # a new epoch starts the stream again from a zero state
-        loss, self._carry, count = self.task.loss(self.model, batch, self._carry)
+        step = self.task.loss(self.model, batch, self._carry)
+        self._carry = step.carry
         self._batches_done = batch_idx + 1
-        self.log("train_loss", loss, prog_bar=True)
-        return loss
+        self.log("train_loss", step.loss, prog_bar=True)
+        return step.loss
 
     def on_validation_epoch_start(self):
         self._val_carry = None
-        self._val_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self._val_count = torch.zeros((), dtype=torch.float64, device=self.device)
+        for metric in self.metrics.values():
+            metric.reset()
 
     def validation_step(self, batch, batch_idx):
-        loss, self._val_carry, count = self.task.loss(self.model, batch, self._val_carry)
-        self._val_sum += loss.detach().double() * count
-        self._val_count += count
+        step = self.task.loss(self.model, batch, self._val_carry)
+        self._val_carry = step.carry
+        for metric in self.metrics.values():
+            metric.update(step)
 
     def on_validation_epoch_end(self):
-        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
-        if count.item() == 0:
+        metrics = compute_all(self.metrics)  # each metric reduces its sums across processes
+        if not metrics or all(v != v for v in metrics.values()):  # no batch validated
             return
-        metrics = self.task.metrics(float(total / count))
-        self.log_dict({f"valid_{k}": float(v) for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
+        self.log_dict({f"valid_{k}": v for k, v in metrics.items()}, prog_bar=True, sync_dist=False)
 
     def configure_optimizers(self):
         optimizer = make_optimizer(self.model.parameters(), self.optim_config)

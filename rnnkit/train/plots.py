@@ -1,27 +1,21 @@
-"""Plots of a run: loss curves from metrics.csv, and gradient norm per time step (vanishing gradients).
+"""The curves of a run from Lightning's metrics.csv: one panel per metric, train and validation together.
 
-Gradient norm through time: feed a window of T tokens one step at a time through a model's `step`, keep each
-hidden state h_t, and backpropagate the loss at the *last* step only. Then
-
-    ||dL_T / dh_t||,  t = 1..T
-
-shows how much of the final error signal reaches step t. For a tanh RNN it decays roughly geometrically with
-T - t (Bengio et al. 1994; Pascanu et al. 2013); the gated LSTM and GRU keep it alive far longer
-(Hochreiter & Schmidhuber 1997).
+A metric's panel is named after it ("loss" holds train_loss and valid_loss; "accuracy" holds
+valid_accuracy), its y-axis labelled with the task's unit for it (Task.units, e.g. "cross-entropy (nats)"),
+else with the name itself.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-__all__ = ["plot_loss_curves", "gradient_norms_through_time", "plot_gradient_norms"]
+__all__ = ["plot_loss_curves", "pyplot"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no screen), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,96 +25,60 @@ def _pyplot():
 
 
 def _read_series(metrics_csv: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """{column: (steps, values)} of every numeric metric column (not step/epoch/lr)."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     with open(metrics_csv, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             step = int(float(row.get("step") or 0))
             for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
+                if key in ("step", "epoch") or key.startswith("lr") or value in ("", None):
                     continue
-                if key.endswith("loss"):
-                    xs, ys = series.setdefault(key, ([], []))
-                    xs.append(step)
-                    ys.append(float(value))
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                xs, ys = series.setdefault(key, ([], []))
+                xs.append(step)
+                ys.append(number)
     return series
 
 
-def plot_loss_curves(metrics_csv: str | Path, out_png: str | Path) -> Path | None:
-    """Training and validation loss against optimiser step, from Lightning's metrics.csv; None if no data."""
+def _metric_name(column: str) -> str:
+    return column.removeprefix("train_").removeprefix("valid_")
+
+
+def plot_loss_curves(
+    metrics_csv: str | Path, out_png: str | Path, units: dict[str, str] | None = None
+) -> Path | None:
+    """Every metric against optimiser step, one panel per metric name; None if there is nothing to plot.
+
+    Args:
+        metrics_csv: Lightning's CSVLogger file (columns step, train_loss, valid_<name>, ...).
+        out_png: where the figure goes.
+        units: metric name -> y-axis label, e.g. {"loss": "cross-entropy (nats)", "ppl": "perplexity"}.
+    """
     metrics_csv, out_png = Path(metrics_csv), Path(out_png)
     if not metrics_csv.is_file():
         return None
     series = _read_series(metrics_csv)
     if not series:
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key, (xs, ys) in sorted(series.items()):
-        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title(metrics_csv.parent.name)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
-
-
-def gradient_norms_through_time(
-    model: torch.nn.Module, tokens: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
-    """||dL_T / dh_t|| for t = 0..T-2, averaged over the batch, with L_T the loss of the last step only.
-
-    The state h_t of every step but the last is handed to the next step, so its gradient is exactly the part
-    of the error signal that flowed back through time (the last step's state feeds nothing; its output does).
-
-    Args:
-        model: any model with `step(token (B,), state) -> (logits (B, V), state)`; the state is h (L, B, H) or
-            a tuple whose first element is h (LSTM: (h, c)); the top layer's h is used.
-        tokens: (B, T) long inputs.
-        target: (B,) long, the token that should follow tokens[:, -1].
-    Returns:
-        (T - 1,) float64 tensor of gradient norms; entry t is T - 1 - t steps back from the loss.
-    """
-    if tokens.dim() != 2 or target.shape != tokens.shape[:1]:
-        raise ValueError(
-            f"expected tokens (B, T) and target (B,), got {tuple(tokens.shape)} and {tuple(target.shape)}"
-        )
-    was_training = model.training
-    model.eval()  # no dropout: the gradient path should be the model's own
-    state, hiddens = None, []
-    with torch.enable_grad():
-        for t in range(tokens.shape[1]):
-            logits, state = model.step(tokens[:, t], state)  # (B, V)
-            h = state[0] if isinstance(state, (tuple, list)) else state  # (L, B, H)
-            h.retain_grad()
-            hiddens.append(h)
-        loss = F.cross_entropy(logits, target)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-    model.train(was_training)
-    norms = [h.grad[-1].double().norm(dim=-1).mean() for h in hiddens[:-1]]  # top layer, (B, H) -> scalar
-    return torch.stack(norms)
-
-
-def plot_gradient_norms(norms: dict[str, torch.Tensor], out_png: str | Path, title: str = "") -> Path:
-    """Log-scale ||dL_T/dh_t|| against steps back from the loss, one line per model (e.g. rnn, gru, lstm)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, values in norms.items():
-        values = torch.as_tensor(values, dtype=torch.float64)
-        steps_back = list(range(len(values), 0, -1))
-        floor = [max(float(v), 1e-30) for v in values]  # log axis: an exact 0 would vanish from the plot
-        ax.semilogy(steps_back, floor, label=name)
-    ax.set_xlabel("steps back from the loss, T - t")
-    ax.set_ylabel("||dL_T / dh_t||")
-    ax.set_title(title or "gradient norm through time")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    out_png = Path(out_png)
+    names = sorted({_metric_name(k) for k in series}, key=lambda n: (n != "loss", n))  # loss first
+    plt = pyplot()
+    cols = min(len(names), 2)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.5 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        for key, (xs, ys) in sorted(series.items()):
+            if _metric_name(key) == name:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel((units or {}).get(name, name))
+        ax.set_title(f"{metrics_csv.parent.name}: {name}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)

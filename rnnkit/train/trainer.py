@@ -5,9 +5,10 @@
       command.txt          the command line that made the run
       metrics.csv          train_loss per logged step, valid_* per validation (Lightning's CSVLogger)
       checkpoints/last.safetensors   exact-resume state (weights, optimiser, loop, RNG, carried state)
-      model.safetensors    the best model on validation (or the last, without validation) + JSON metadata
+      model.safetensors    the best model on the monitored validation metric (or the last, without
+                           validation) + JSON metadata
       model-last.safetensors         the model at the end of training
-      plots/loss.png       loss curves
+      plots/loss.png       one panel per metric, labelled from the task's units
 
 Lightning provides the loop, progress bar, gradient clipping, mixed precision, early stopping and
 data-parallel training (`devices=2, accelerator="cpu"` runs two processes with DDP over gloo; the same
@@ -77,12 +78,18 @@ def write_command(run_dir: Path, argv: list[str] | None = None) -> None:
         f.write(shlex.join(["rnnkit", *argv[1:]] if is_rnnkit else argv) + "\n")
 
 
-class ExportModel(Callback):
-    """Write model.safetensors when valid_loss improves, and model-last.safetensors when training ends."""
+def monitored(task: Task, config: TrainerConfig) -> tuple[str, str]:
+    """("valid_<metric>", "min" | "max"): the config's trainer.monitor / monitor_mode, else the task's."""
+    return f"valid_{config.monitor or task.monitor}", config.monitor_mode or task.monitor_mode
 
-    def __init__(self, run_dir: Path, task: Task):
-        self.run_dir, self.task = run_dir, task
-        self.best = float("inf")
+
+class ExportModel(Callback):
+    """Write model.safetensors when the monitored metric improves, model-last.safetensors at the end."""
+
+    def __init__(self, run_dir: Path, task: Task, monitor: str, mode: str):
+        self.run_dir, self.task, self.monitor = run_dir, task, monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.best = float("inf")  # of sign * metric: smaller is better
 
     def _save(self, trainer: pl.Trainer, name: str) -> None:
         if trainer.is_global_zero:
@@ -97,10 +104,19 @@ class ExportModel(Callback):
             )
 
     def on_validation_end(self, trainer, pl_module):
-        loss = trainer.callback_metrics.get("valid_loss")
-        if trainer.sanity_checking or loss is None or float(loss) >= self.best:
+        if trainer.sanity_checking:
             return
-        self.best = float(loss)
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            if any(k.startswith("valid_") for k in trainer.callback_metrics):
+                known = sorted(k for k in trainer.callback_metrics if k.startswith("valid_"))
+                raise ValueError(
+                    f"trainer.monitor: no validation metric {self.monitor!r}; the task logs {known}"
+                )
+            return
+        if self.sign * float(value) >= self.best:
+            return
+        self.best = self.sign * float(value)
         self._save(trainer, "model.safetensors")
 
     def on_train_end(self, trainer, pl_module):
@@ -182,6 +198,8 @@ def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) 
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         enable_checkpointing=run_dir is not None,
+        use_distributed_sampler=False,  # a task shards its own batches by (rank, world_size)
+        reload_dataloaders_every_n_epochs=1,  # epoch e's batches come from train_batches(rank, world, e)
         logger=logger,
         callbacks=callbacks,
         plugins=[SafeCheckpointIO()],
@@ -210,13 +228,17 @@ def fit(
                 f"cannot resume: no checkpoint at {ckpt_path} (the run stopped before its "
                 "first checkpoint was written)"
             )
+    monitor, mode = monitored(task, config)
     all_callbacks = [
         _resume_checkpoint_callback(run_dir, config.checkpoint_every_n_steps),
-        ExportModel(run_dir, task),
+        ExportModel(run_dir, task, monitor, mode),
     ]
     if config.early_stopping_patience and task.valid_batches is not None:
         stop = EarlyStopping(
-            monitor="valid_loss", patience=config.early_stopping_patience, check_on_train_epoch_end=False
+            monitor=monitor,
+            mode=mode,
+            patience=config.early_stopping_patience,
+            check_on_train_epoch_end=False,
         )
         all_callbacks.append(stop)
     trainer = _lightning_trainer(config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip)
@@ -234,7 +256,7 @@ def fit(
             _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
         from .plots import plot_loss_curves
 
-        plot_loss_curves(run_dir / "metrics.csv", run_dir / "plots" / "loss.png")
+        plot_loss_curves(run_dir / "metrics.csv", run_dir / "plots" / "loss.png", task.units)
     return FitResult(run_dir=run_dir, metrics=metrics, global_step=trainer.global_step)
 
 
