@@ -139,7 +139,19 @@ class _Recurrent:
         no_cudnn = data.is_cuda and not self.training and torch.is_grad_enabled()
         cudnn_off = torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext()
         with self._swapped(dropped), cudnn_off:
-            return super().forward(input, hx)
+            try:
+                return super().forward(input, hx)
+            except RuntimeError as e:
+                # bf16/fp16 autocast on a CPU whose oneDNN has no low-precision RNN kernel (e.g. AVX2 only):
+                # run the recurrence in the weights' precision instead of failing the training step
+                no_fallback = data.is_cuda or not torch.is_autocast_enabled("cpu")
+                if no_fallback or "primitive descriptor" not in str(e):
+                    raise
+                dtype = self.weight_ih_l0.dtype
+                hx = None if hx is None else (tuple(h.to(dtype) for h in hx) if isinstance(hx, tuple | list)
+                                             else hx.to(dtype))
+                with torch.autocast("cpu", enabled=False):
+                    return super().forward(input.to(dtype), hx)
 
     @contextlib.contextmanager
     def _swapped(self, weights: dict[str, Tensor]):
