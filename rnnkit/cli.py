@@ -165,7 +165,7 @@ def _add_train_parsers(sub, spec) -> None:
                        help="continue the run in RUN_DIR exactly where its last checkpoint left it (its "
                        "config.yaml is used; --set may extend e.g. trainer.max_steps)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override one config key, e.g. --set model.hidden_size=512 (repeatable; "
+                       help="override one config key, e.g. --set model.encoder.hidden_size=512 (repeatable; "
                        "keys below)")
     for flag, key, kind, text in _TRAIN_FLAGS + list(spec.train_flags):
         train.add_argument(flag, type=kind, default=None, help=f"{text} (sets {key})")

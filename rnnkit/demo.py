@@ -31,6 +31,7 @@ from pytorch_lightning.callbacks import Callback
 from rnnkit.data.datasets import python_docs
 from rnnkit.generate import generate
 from rnnkit.models.language_model import LanguageModelConfig
+from rnnkit.models.recurrent import RecurrentConfig
 from rnnkit.tasks.language_model import (
     LanguageModelRunConfig,
     TextDataConfig,
@@ -47,7 +48,9 @@ CORPUS_FILE = "python_docs.txt"
 # steps (about 4 passes over the 420k training characters) train in 45 s. The demo runs torch on one thread:
 # this small LSTM gains little from a second one, and when the cores are busy two threads ran 25x slower.
 DEMO = LanguageModelRunConfig(
-    model=LanguageModelConfig(embedding_size=64, hidden_size=256, num_layers=1, cell="lstm"),
+    model=LanguageModelConfig(
+        embedding_size=64, encoder=RecurrentConfig(cell="lstm", hidden_size=256, num_layers=1)
+    ),
     data=TextDataConfig(level="char", valid_fraction=0.1, batch_size=32, bptt=64),
     optim=OptimConfig(name="adam", lr=3e-3, grad_clip=1.0, schedule="cosine", final_lr_fraction=0.1),
     trainer=TrainerConfig(
@@ -85,7 +88,9 @@ def demo_config(
     steps = base.trainer.max_steps if steps is None else steps
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    model = dataclasses.replace(base.model, hidden_size=hidden_size or base.model.hidden_size)
+    encoder = base.model.encoder
+    encoder = dataclasses.replace(encoder, hidden_size=hidden_size or encoder.hidden_size)
+    model = dataclasses.replace(base.model, encoder=encoder)
     data = dataclasses.replace(
         base.data, batch_size=batch_size or base.data.batch_size, bptt=bptt or base.data.bptt
     )
@@ -177,9 +182,9 @@ def _run(config, prompt, sample_length, temperature, log, stream) -> DemoResult:
         logging.getLogger(name).setLevel(logging.WARNING)
     corpus = write_corpus(config.trainer.output_dir)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(corpus)))
-    m = config.model
+    e, m = config.model.embedding_size, config.model.encoder
     log(
-        f"rnnkit demo: a character LSTM from rnnkit.nn (embedding {m.embedding_size}, {m.num_layers} x "
+        f"rnnkit demo: a character LSTM from rnnkit.nn (embedding {e}, {m.num_layers} x "
         f"{m.hidden_size} hidden) trained with PyTorch Lightning on Python's docs ({corpus}), "
         f"{config.trainer.max_steps} steps of {config.data.batch_size} x {config.data.bptt} characters"
     )
@@ -214,7 +219,7 @@ def _command(config: LanguageModelRunConfig, prompt: str, sample_length: int) ->
         "rnnkit", "demo",
         "--steps", str(config.trainer.max_steps),
         "--seed", str(config.trainer.seed),
-        "--hidden-size", str(config.model.hidden_size),
+        "--hidden-size", str(config.model.encoder.hidden_size),
         "--batch-size", str(config.data.batch_size),
         "--bptt", str(config.data.bptt),
         "--output-dir", config.trainer.output_dir,

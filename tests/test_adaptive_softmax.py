@@ -2,6 +2,7 @@
 float64 hand-written oracle, loss == -mean log p(target), step == forward, tying, config, and a model file
 trained by the engine that `rnnkit evaluate` and `rnnkit generate` read."""
 
+import dataclasses
 import json
 import random
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.cli import main
-from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.models import LanguageModel, LanguageModelConfig, RecurrentConfig
 from rnnkit.tasks.language_model import LanguageModelRunConfig, load_language_model
 from rnnkit.train.config import apply_overrides, from_dict
 
@@ -20,7 +21,7 @@ V, CUTOFFS = 50, (10, 30)
 def tiny(cell="lstm", seed=0, **kw) -> LanguageModel:
     torch.manual_seed(seed)
     config = LanguageModelConfig(
-        vocab_size=V, embedding_size=8, hidden_size=8, num_layers=2, cell=cell,
+        vocab_size=V, embedding_size=8, encoder=RecurrentConfig(cell=cell, hidden_size=8, num_layers=2),
         adaptive_softmax_cutoffs=CUTOFFS, adaptive_softmax_div_value=2.0, **kw,
     )  # fmt: skip
     return LanguageModel(config).double().eval()
@@ -39,7 +40,7 @@ def oracle_log_probs(model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor
     return torch.log(torch.cat(parts, -1))  # (B, T, V)
 
 
-@pytest.mark.parametrize("cell, tie", [("lstm", False), ("gru", True), ("rnn", False)])
+@pytest.mark.parametrize("cell, tie", [("lstm", False), ("gru", True), ("rnn", False), ("mingru", True)])
 def test_log_probs_match_the_hand_written_adaptive_softmax(cell, tie):
     model = tiny(cell, tie_weights=tie)
     tokens = torch.randint(0, V, (3, 7))
@@ -78,7 +79,7 @@ def test_gradients_of_the_loss_match_the_oracle_and_reach_every_part():
         assert grads[name].abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minlstm"])
 def test_step_log_probs_equal_forward(cell):
     model = tiny(cell)
     tokens = torch.randint(0, V, (2, 8))
@@ -104,7 +105,7 @@ def test_tied_head_shortlist_rows_are_the_embedding_rows():
 
 
 def test_config_errors_name_the_values():
-    base = dict(vocab_size=V, embedding_size=8, hidden_size=8)
+    base = dict(vocab_size=V, embedding_size=8, encoder=RecurrentConfig(hidden_size=8))
     with pytest.raises(ValueError, match=r"increase strictly within \(0, vocab_size=50\), got \[30, 10\]"):
         LanguageModelConfig(**base, adaptive_softmax_cutoffs=(30, 10))
     with pytest.raises(ValueError, match=r"got \[10, 10\]"):
@@ -117,7 +118,9 @@ def test_config_errors_name_the_values():
         LanguageModelConfig(**base, adaptive_softmax_cutoffs=(10.5,))
     with pytest.raises(ValueError, match="div_value must be a number >= 1, got 0.5"):
         LanguageModelConfig(**base, adaptive_softmax_cutoffs=(10,), adaptive_softmax_div_value=0.5)
-    with pytest.raises(ValueError, match=r"hidden_size // div\^2 = 0 units \(hidden_size=8\)"):
+    with pytest.raises(
+        ValueError, match=r"encoder.hidden_size // div\^2 = 0 units \(encoder.hidden_size=8\)"
+    ):
         LanguageModelConfig(**base, adaptive_softmax_cutoffs=(10, 30), adaptive_softmax_div_value=4.0)
     # vocab_size 0 (from the data) defers the upper bound until the vocabulary is known
     deferred = LanguageModelConfig(adaptive_softmax_cutoffs=[2000, 10000])
@@ -148,7 +151,7 @@ def test_train_evaluate_generate_through_the_cli(tmp_path, capsys, tie):
     (tmp_path / "t.txt").write_text(word_text())
     argv = [
         "train", "--data", str(tmp_path / "t.txt"), "--accelerator", "cpu", "--no-progress-bar",
-        "--batch-size", "4", "--bptt", "8", "--hidden-size", "16", "--max-steps", "8",
+        "--batch-size", "4", "--bptt", "8", "--set", "model.encoder.hidden_size=16", "--max-steps", "8",
         "--output-dir", str(tmp_path / "runs"), "--run-name", "x",
         "--set", "data.level=word", "--set", "model.embedding_size=16", "--set", f"model.tie_weights={tie}",
         "--set", "model.adaptive_softmax_cutoffs=[10, 30]", "--set", "optim.lr=0.01",
@@ -184,7 +187,12 @@ def test_train_evaluate_generate_through_the_cli(tmp_path, capsys, tie):
 
 def test_bf16_autocast_training_step_runs():
     model = LanguageModel(
-        LanguageModelConfig(vocab_size=V, embedding_size=16, hidden_size=16, adaptive_softmax_cutoffs=CUTOFFS)
+        LanguageModelConfig(
+            vocab_size=V,
+            embedding_size=16,
+            encoder=RecurrentConfig(hidden_size=16),
+            adaptive_softmax_cutoffs=CUTOFFS,
+        )
     )
     tokens = torch.randint(0, V, (2, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -205,5 +213,5 @@ def test_wikitext2_preset_is_an_adaptive_softmax_run_that_stops_within_its_budge
     steps_per_epoch = 2_088_628 // (config.data.batch_size * config.data.bptt)  # WikiText-2 train tokens
     assert 1.5 <= config.trainer.max_steps / steps_per_epoch <= 3  # the measured 1.09 s/step: ~35 minutes
     assert config.trainer.max_epochs * steps_per_epoch > config.trainer.max_steps  # max_steps is what binds
-    model = LanguageModel(LanguageModelConfig(**{**vars(config.model), "vocab_size": 33_278}))
+    model = LanguageModel(dataclasses.replace(config.model, vocab_size=33_278))
     assert model.decoder.head.shortlist_size == 2000 and model.decoder.tail[1][0].out_features == 400 // 16

@@ -59,7 +59,7 @@ def test_demo_trains_with_the_engine_and_samples_from_its_checkpoint(tmp_path, c
 
 def test_demo_config_sizes_and_errors(tmp_path):
     config = demo_config(steps=30, seed=2, hidden_size=8, batch_size=4, bptt=16, output_dir=str(tmp_path))
-    assert (config.model.hidden_size, config.data.batch_size, config.data.bptt) == (8, 4, 16)
+    assert (config.model.encoder.hidden_size, config.data.batch_size, config.data.bptt) == (8, 4, 16)
     assert (config.trainer.max_steps, config.trainer.seed, config.trainer.val_check_interval) == (30, 2, 30)
     assert demo_config().trainer.max_steps == DEMO.trainer.max_steps
     with pytest.raises(ValueError, match="steps must be >= 1, got 0"):

@@ -11,6 +11,7 @@ from torch import nn
 from rnnkit.data.text import Vocabulary
 from rnnkit.generate import beam_search, generate, generate_poem, sample_token, top_k_filter, top_p_filter
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
+from rnnkit.models.recurrent import RecurrentConfig
 
 VOCAB = Vocabulary(tuple("abcd"), level="char")
 
@@ -63,7 +64,9 @@ def sequence_log_prob(model, prompt_ids, new_ids) -> float:
 def engine_model(vocab_size: int, seed: int) -> LanguageModel:
     torch.manual_seed(seed)
     config = LanguageModelConfig(
-        vocab_size=vocab_size, embedding_size=8, hidden_size=12, num_layers=2, cell="gru"
+        vocab_size=vocab_size,
+        embedding_size=8,
+        encoder=RecurrentConfig(cell="gru", hidden_size=12, num_layers=2),
     )
     model = LanguageModel(config)
     nn.init.normal_(model.decoder.weight, std=2.0)

@@ -1,4 +1,5 @@
-"""LanguageModel: loss vs a float64 oracle, step == forward, carried state == one long sequence."""
+"""LanguageModel: loss vs a float64 oracle, step == forward, carried state == one long sequence (every cell),
+and the flat model configs of earlier rnnkit upgraded to the nested encoder form."""
 
 import math
 
@@ -6,16 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.models import LanguageModel, LanguageModelConfig, detach_state, language_model_metrics
+from rnnkit.models import LanguageModel, LanguageModelConfig, RecurrentConfig, language_model_metrics
+from rnnkit.models.language_model import upgrade_model_config
+from rnnkit.nn.state import detach_state
+from rnnkit.train.config import from_dict
 
-CELLS = ["rnn", "lstm", "gru"]
+CELLS = ["rnn", "lstm", "gru", "mingru", "minlstm"]
 
 
-def tiny(cell="lstm", **kw) -> LanguageModel:
+def tiny(cell="lstm", encoder=None, **kw) -> LanguageModel:
     torch.manual_seed(0)
-    config = LanguageModelConfig(
-        vocab_size=13, embedding_size=6, hidden_size=6, num_layers=2, cell=cell, **kw
-    )
+    encoder = RecurrentConfig(cell=cell, hidden_size=6, num_layers=2, **(encoder or {}))
+    config = LanguageModelConfig(vocab_size=13, embedding_size=6, encoder=encoder, **kw)
     return LanguageModel(config).double().eval()
 
 
@@ -64,6 +67,26 @@ def test_init_state_is_zero_and_equivalent_to_none():
     assert tiny("gru").init_state(3).shape == (2, 3, 6)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_init_state_is_what_none_stands_for(cell):
+    """MinGRU / MinLSTM start from g(0) = 0.5, not 0: init_state gives the same outputs as None."""
+    model = tiny(cell)
+    tokens = torch.randint(0, 13, (2, 4))
+    state = model.init_state(2)
+    torch.testing.assert_close(model(tokens, state)[0], model(tokens)[0], rtol=0, atol=0)
+    torch.testing.assert_close(model.step(tokens[:, 0], state)[0], model.step(tokens[:, 0])[0])
+    if cell.startswith("min"):
+        assert state.shape == (2, 2, 6) and bool((state == 0.5).all())
+
+
+def test_variants_train_and_reach_the_layer():
+    model = tiny("lstm", encoder={"layer_norm": True, "zoneout": 0.1, "dropout": 0.2}).train()
+    assert model.rnn.variants.layer_norm and model.rnn.variants.zoneout == 0.1 and model.rnn.dropout == 0.2
+    tokens = torch.randint(0, 13, (2, 5))
+    model(tokens, targets=tokens)[2].backward()
+    assert model.rnn.layer_norm_ih_weight_l0.grad.abs().sum() > 0
+
+
 def test_detach_state_cuts_the_graph_and_keeps_values():
     x = torch.randn(2, 3, requires_grad=True)
     state = (x * 2, x * 3)
@@ -88,10 +111,16 @@ def test_tied_weights_share_one_matrix():
 
 
 def test_config_errors_name_the_values():
-    with pytest.raises(ValueError, match="embedding_size=8, hidden_size=6"):
-        LanguageModelConfig(vocab_size=5, embedding_size=8, hidden_size=6, tie_weights=True)
-    with pytest.raises(ValueError, match="'transformer'"):
-        LanguageModelConfig(vocab_size=5, cell="transformer")
+    with pytest.raises(ValueError, match="embedding_size=8, encoder.hidden_size=6"):
+        LanguageModelConfig(
+            vocab_size=5, embedding_size=8, encoder=RecurrentConfig(hidden_size=6), tie_weights=True
+        )
+    with pytest.raises(ValueError, match="model.encoder.cell must be one of .*got 'transformer'"):
+        LanguageModelConfig(vocab_size=5, encoder=RecurrentConfig(cell="transformer"))
+    with pytest.raises(
+        ValueError, match="model.encoder.bidirectional: a language model .*expected false, got true"
+    ):
+        LanguageModelConfig(vocab_size=5, encoder=RecurrentConfig(bidirectional=True))
     with pytest.raises(ValueError, match="vocab_size must be >= 1"):
         LanguageModel(LanguageModelConfig(vocab_size=0))
     with pytest.raises(ValueError, match=r"\(B, T\)"):
@@ -116,7 +145,8 @@ def test_untrained_uniform_decoder_gives_log_v():
 
 def test_carried_state_from_autocast_reenters_in_the_input_dtype():
     """bf16-mixed training: the layer returns a bf16 state under autocast; the next window still runs."""
-    model = LanguageModel(LanguageModelConfig(vocab_size=13, embedding_size=6, hidden_size=6, cell="lstm"))
+    encoder = RecurrentConfig(cell="lstm", hidden_size=6)
+    model = LanguageModel(LanguageModelConfig(vocab_size=13, embedding_size=6, encoder=encoder))
     tokens = torch.randint(0, 13, (2, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, state, loss = model(tokens, targets=tokens)
@@ -134,3 +164,42 @@ def test_return_logits_false_skips_the_logits_and_keeps_the_loss():
     assert nothing is None and logits.shape == (2, 5, 13)
     torch.testing.assert_close(same, loss)
     assert model.config.adaptive_softmax_cutoffs == () and isinstance(model.decoder, torch.nn.Linear)
+
+
+# ---- model configs of earlier rnnkit ----------------------------------------------------------------------
+
+OLD_MODEL = {  # the model section of a config.yaml / model file written before model.encoder
+    "vocab_size": 13, "embedding_size": 6, "hidden_size": 6, "num_layers": 2, "cell": "gru", "dropout": 0.3,
+    "tie_weights": True, "adaptive_softmax_cutoffs": [4, 8], "adaptive_softmax_div_value": 2.0,
+}  # fmt: skip
+# the state_dict keys such a model had (rnnkit.nn.GRU as `rnn`, a tied adaptive softmax as `decoder`)
+OLD_KEYS = {
+    "embedding.weight",
+    *(f"rnn.{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") for k in (0, 1)),
+    "decoder.head.embedding.weight", "decoder.head.cluster_weight", "decoder.head.bias",
+    *(f"decoder.tail.{i}.{j}.weight" for i in (0, 1) for j in (0, 1)),
+}  # fmt: skip
+
+
+def test_old_flat_model_config_upgrades_to_the_same_model():
+    new = upgrade_model_config(OLD_MODEL)
+    assert new["encoder"] == {"cell": "gru", "hidden_size": 6, "num_layers": 2, "dropout": 0.3}
+    assert new["dropout"] == 0.3 and "cell" not in new
+    assert OLD_MODEL["cell"] == "gru"  # the input is untouched
+    config = from_dict(LanguageModelConfig, new, prefix="model.")
+    assert config.encoder == RecurrentConfig(cell="gru", hidden_size=6, num_layers=2, dropout=0.3)
+    model = LanguageModel(config)
+    assert set(model.state_dict()) == OLD_KEYS and model.rnn.dropout == 0.3 and model.dropout.p == 0.3
+    assert upgrade_model_config(new) == new  # idempotent
+    nested = {"vocab_size": 5, "dropout": 0.1, "encoder": {"cell": "mingru"}}
+    assert upgrade_model_config(nested) is nested  # today's form passes through
+    assert upgrade_model_config({"vocab_size": 5}) == {"vocab_size": 5}
+
+
+def test_old_flat_model_config_without_dropout_or_with_one_layer():
+    new = upgrade_model_config({"vocab_size": 5, "cell": "lstm", "num_layers": 1, "dropout": 0.2})
+    model = LanguageModel(from_dict(LanguageModelConfig, new))
+    assert model.rnn.dropout == 0.0 and model.dropout.p == 0.2  # one layer: nothing between layers
+    assert upgrade_model_config({"hidden_size": 8}) == {"encoder": {"hidden_size": 8}}
+    with pytest.raises(ValueError, match=r"mixes the flat keys \['cell'\] with model.encoder"):
+        upgrade_model_config({"cell": "gru", "encoder": {"cell": "lstm"}})

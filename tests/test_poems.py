@@ -20,6 +20,7 @@ from rnnkit.data.poems import (
 from rnnkit.data.text import TokenStream, Vocabulary
 from rnnkit.generate import generate_poem
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
+from rnnkit.models.recurrent import RecurrentConfig
 
 QUATRAIN = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
 SEVEN = "朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。"
@@ -149,7 +150,9 @@ def test_trained_language_model_recites_its_poem():
     vocab = Vocabulary.build(text, level="char")
     model = LanguageModel(
         LanguageModelConfig(
-            vocab_size=len(vocab), embedding_size=16, hidden_size=48, num_layers=1, cell="gru"
+            vocab_size=len(vocab),
+            embedding_size=16,
+            encoder=RecurrentConfig(cell="gru", hidden_size=48, num_layers=1),
         )
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)

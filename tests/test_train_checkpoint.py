@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import rnnkit
-from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.models import LanguageModel, LanguageModelConfig, RecurrentConfig
 from rnnkit.train.checkpoint import CheckpointError, load_model_file, load_tree, save_model, save_tree
 
 
@@ -28,7 +28,9 @@ def no_pickle(monkeypatch):
 
 def model(tie=False):
     torch.manual_seed(1)
-    return LanguageModel(LanguageModelConfig(vocab_size=7, embedding_size=4, hidden_size=4, tie_weights=tie))
+    return LanguageModel(LanguageModelConfig(
+        vocab_size=7, embedding_size=4, encoder=RecurrentConfig(hidden_size=4), tie_weights=tie
+    ))
 
 
 @pytest.mark.parametrize("tie", [False, True])

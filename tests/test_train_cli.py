@@ -89,7 +89,7 @@ def test_help_lists_every_config_key(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     for key in [
-        "model.hidden_size",
+        "model.encoder.hidden_size",
         "data.bptt",
         "optim.grad_clip",
         "trainer.precision",
@@ -106,8 +106,11 @@ def test_help_lists_every_config_key(capsys):
     [
         (["train", "--data", "missing.txt", "--max-steps", "1"], "no such file or folder: missing.txt"),
         (["train", "--data", "empty.txt", "--max-steps", "1"], "empty.txt is empty"),
-        (["train", "--data", "t.txt", "--set", "model.hiden_size=3"], "did you mean 'model.hidden_size'"),
-        (["train", "--data", "t.txt", "--set", "model.cell=lstmm"], "model.cell must be one of"),
+        (
+            ["train", "--data", "t.txt", "--set", "model.encoder.hiden_size=3"],
+            "did you mean 'model.encoder.hidden_size'",
+        ),
+        (["train", "--data", "t.txt", "--set", "model.encoder.cell=lstmm"], "encoder.cell must be one of"),
         (["train", "--max-steps", "1"], "no training text: give --data PATH"),
         (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
         (["train", "--resume", "nowhere"], "cannot resume: nowhere/config.yaml not found"),

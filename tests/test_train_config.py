@@ -3,9 +3,19 @@
 from pathlib import Path
 
 import pytest
+import torch
 
+from rnnkit.models import LanguageModel
 from rnnkit.tasks.language_model import LanguageModelRunConfig
-from rnnkit.train.config import OptimConfig, TrainerConfig, apply_overrides, dump_yaml, from_dict, load_yaml
+from rnnkit.train.config import (
+    OptimConfig,
+    TrainerConfig,
+    apply_overrides,
+    dump_yaml,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -24,38 +34,41 @@ def test_overrides_convert_and_nest():
     config = apply_overrides(
         LanguageModelRunConfig(),
         [
-            "model.hidden_size=512",
+            "model.encoder.hidden_size=512",
             "optim.lr=1",
             "trainer.devices=auto",
             "trainer.devices=2",
-            "model.cell=gru",
+            "model.encoder.cell=gru",
             "trainer.progress_bar=false",
             "data.path=some file.txt",
         ],
     )
-    assert config.model.hidden_size == 512 and config.model.cell == "gru"
+    assert config.model.encoder.hidden_size == 512 and config.model.encoder.cell == "gru"
     assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)  # int -> float is lossless
     assert config.trainer.devices == 2 and config.trainer.progress_bar is False
     assert config.data.path == "some file.txt"
-    assert LanguageModelRunConfig().model.hidden_size == 256  # frozen: the original is untouched
+    assert LanguageModelRunConfig().model.encoder.hidden_size == 256  # frozen: the original is untouched
 
 
 def test_unknown_key_suggests_the_nearest():
     with pytest.raises(
-        ValueError, match=r"unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'"
+        ValueError,
+        match=r"unknown config key 'model.encoder.hiden_size'; did you mean 'model.encoder.hidden_size'",
     ):
-        apply_overrides(LanguageModelRunConfig(), ["model.hiden_size=3"])
+        apply_overrides(LanguageModelRunConfig(), ["model.encoder.hiden_size=3"])
+    with pytest.raises(ValueError, match=r"unknown config key 'model.cell'.* model.encoder,"):
+        apply_overrides(LanguageModelRunConfig(), ["model.cell=gru"])  # the flat key of earlier rnnkit
     with pytest.raises(ValueError, match="unknown config key 'modle'"):
         apply_overrides(LanguageModelRunConfig(), ["modle.cell=gru"])
     with pytest.raises(ValueError, match="is a value, not a section"):
         apply_overrides(LanguageModelRunConfig(), ["task.name=x"])
     with pytest.raises(ValueError, match="section.key=value"):
-        apply_overrides(LanguageModelRunConfig(), ["model.cell"])
+        apply_overrides(LanguageModelRunConfig(), ["model.encoder.cell"])
 
 
 def test_wrong_types_name_expected_and_given():
-    with pytest.raises(ValueError, match=r"'model.hidden_size' expects int, got 1.5 \(float\)"):
-        apply_overrides(LanguageModelRunConfig(), ["model.hidden_size=1.5"])
+    with pytest.raises(ValueError, match=r"'model.encoder.hidden_size' expects int, got 1.5 \(float\)"):
+        apply_overrides(LanguageModelRunConfig(), ["model.encoder.hidden_size=1.5"])
     with pytest.raises(ValueError, match=r"expects int, got True \(bool\)"):
         from_dict(TrainerConfig, {"max_epochs": True})
     with pytest.raises(ValueError, match="expects float"):
@@ -71,10 +84,16 @@ def test_dataclass_validation_runs():
         TrainerConfig(max_steps=0)
     with pytest.raises(ValueError, match="data.bptt must be >= 1, got 0"):
         apply_overrides(LanguageModelRunConfig(), ["data.bptt=0"])
+    with pytest.raises(
+        ValueError, match="model.encoder.layer_norm applies to the rnn, lstm and gru cells only"
+    ):
+        apply_overrides(
+            LanguageModelRunConfig(), ["model.encoder.cell=mingru", "model.encoder.layer_norm=true"]
+        )
 
 
 def test_yaml_roundtrip_and_file_errors(tmp_path):
-    config = apply_overrides(LanguageModelRunConfig(), ["model.num_layers=3", "trainer.seed=7"])
+    config = apply_overrides(LanguageModelRunConfig(), ["model.encoder.num_layers=3", "trainer.seed=7"])
     dump_yaml(config, tmp_path / "c.yaml")
     assert load_yaml(LanguageModelRunConfig, tmp_path / "c.yaml") == config
     (tmp_path / "bad.yaml").write_text("model:\n  hidden: 3\n")
@@ -82,3 +101,30 @@ def test_yaml_roundtrip_and_file_errors(tmp_path):
         load_yaml(LanguageModelRunConfig, tmp_path / "bad.yaml")
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_yaml(LanguageModelRunConfig, tmp_path / "missing.yaml")
+
+
+ENCODERS = [
+    {"cell": "rnn"}, {"cell": "lstm"}, {"cell": "gru"}, {"cell": "mingru"}, {"cell": "minlstm"},
+    {"cell": "lstm", "layer_norm": True, "zoneout": 0.1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("encoder", ENCODERS, ids=lambda e: "+".join(f"{k}={v}" for k, v in e.items()))
+def test_a_preset_picks_any_cell_and_variant_and_the_model_trains(tmp_path, encoder):
+    """`model: {encoder: {cell: lstm, layer_norm: true, zoneout: 0.1}}` in a preset, or the same by --set."""
+    lines = "".join(f"    {k}: {str(v).lower()}\n" for k, v in encoder.items())
+    (tmp_path / "p.yaml").write_text(f"model:\n  embedding_size: 8\n  encoder:\n{lines}    hidden_size: 8\n")
+    config = load_yaml(LanguageModelRunConfig, tmp_path / "p.yaml")
+    overrides = [f"model.encoder.{k}={str(v).lower()}" for k, v in encoder.items()]
+    sizes = ["model.embedding_size=8", "model.encoder.hidden_size=8"]
+    by_set = apply_overrides(LanguageModelRunConfig(), [*sizes, *overrides])
+    assert config == by_set and all(getattr(config.model.encoder, k) == v for k, v in encoder.items())
+    torch.manual_seed(0)
+    model = LanguageModel(from_dict(type(config.model), {**to_dict(config.model), "vocab_size": 11})).train()
+    tokens = torch.randint(0, 11, (2, 6))
+    _, state, loss = model(tokens, targets=tokens)
+    loss.backward()
+    assert torch.isfinite(loss) and model.rnn.weight_ih_l0.grad.abs().sum() > 0
+    if encoder.get("zoneout"):
+        assert model.rnn.variants.zoneout == 0.1 and model.rnn.variants.layer_norm
+    assert model.step(tokens[:, -1], state)[0].shape == (2, 11)

@@ -37,8 +37,8 @@ def tiny_config(tmp_path, *overrides) -> LanguageModelRunConfig:
             "data.batch_size=4",
             "data.bptt=16",
             "model.embedding_size=8",
-            "model.hidden_size=16",
-            "model.num_layers=1",
+            "model.encoder.hidden_size=16",
+            "model.encoder.num_layers=1",
             "optim.lr=0.01",
             "trainer.accelerator=cpu",
             "trainer.progress_bar=false",
@@ -84,7 +84,7 @@ def test_fit_writes_the_run_directory_and_learns(tmp_path):
 
 
 def test_evaluate_matches_a_plain_torch_loop(tmp_path):
-    config = tiny_config(tmp_path, "trainer.max_steps=5", "trainer.run_name=e", "model.cell=gru")
+    config = tiny_config(tmp_path, "trainer.max_steps=5", "trainer.run_name=e", "model.encoder.cell=gru")
     run = train_language_model(config).run_dir
     metrics = evaluate_language_model(
         run / "model.safetensors", tmp_path / "text.txt", "valid", progress_bar=False
@@ -114,7 +114,8 @@ def test_resume_continues_exactly_across_an_epoch_boundary(tmp_path):
     common = [
         "optim.schedule=cosine",
         "optim.decay_steps=30",
-        "model.num_layers=2",
+        "model.encoder.num_layers=2",
+        "model.encoder.dropout=0.3",
         "model.dropout=0.3",
         "trainer.checkpoint_every_n_steps=5",
         "trainer.seed=3",
@@ -154,9 +155,9 @@ def test_gradient_norms_through_time_match_hand_written_bptt():
         LanguageModelRunConfig(),
         [
             "model.vocab_size=5",
-            "model.cell=rnn",
-            "model.num_layers=1",
-            "model.hidden_size=6",
+            "model.encoder.cell=rnn",
+            "model.encoder.num_layers=1",
+            "model.encoder.hidden_size=6",
             "model.embedding_size=3",
         ],
     ).model
@@ -182,7 +183,9 @@ def test_gradient_norm_plot_for_three_cells(tmp_path):
     norms = {}
     for cell in ["rnn", "gru", "lstm"]:
         torch.manual_seed(0)
-        config = apply_overrides(LanguageModelRunConfig(), ["model.vocab_size=7", f"model.cell={cell}"]).model
+        config = apply_overrides(
+            LanguageModelRunConfig(), ["model.vocab_size=7", f"model.encoder.cell={cell}"]
+        ).model
         from rnnkit.models import LanguageModel
 
         norms[cell] = gradient_norms_through_time(
@@ -205,7 +208,7 @@ def test_gradient_norm_figure_from_model_files(tmp_path):
     files = {}
     for cell in ["rnn", "gru", "lstm"]:
         config = apply_overrides(
-            LanguageModelRunConfig(), [f"model.vocab_size={len(vocab)}", f"model.cell={cell}"]
+            LanguageModelRunConfig(), [f"model.vocab_size={len(vocab)}", f"model.encoder.cell={cell}"]
         )
         files[cell] = tmp_path / f"{cell}.safetensors"
         save_model(

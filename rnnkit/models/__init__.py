@@ -1,11 +1,20 @@
-"""Task models: plain nn.Modules that return outputs (and the loss when given targets); one file per task."""
+"""Task models: plain nn.Modules that return outputs (and the loss when given targets); one file per task,
+and the encoder factory (recurrent.py) they all read sequences with."""
 
 from .language_model import (
     LanguageModel,
     LanguageModelConfig,
-    detach_state,
     language_model_metrics,
-    make_recurrent,
+    upgrade_model_config,
 )
+from .recurrent import RecurrentConfig, init_state, make_encoder
 
-__all__ = ["LanguageModel", "LanguageModelConfig", "detach_state", "language_model_metrics", "make_recurrent"]
+__all__ = [
+    "LanguageModel",
+    "LanguageModelConfig",
+    "RecurrentConfig",
+    "init_state",
+    "language_model_metrics",
+    "make_encoder",
+    "upgrade_model_config",
+]

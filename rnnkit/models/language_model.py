@@ -1,12 +1,14 @@
-"""A recurrent language model: embedding -> stacked RNN/LSTM/GRU -> linear decoder over the vocabulary.
+"""A recurrent language model: embedding -> recurrent encoder -> linear decoder over the vocabulary.
 
     e_t = E[x_t]                                  # (B, E)   token embedding
-    h_t, state_t = RNN(dropout(e_t), state_{t-1}) # (B, H)   any cell: tanh RNN, LSTM, GRU
+    h_t, state_t = RNN(dropout(e_t), state_{t-1}) # (B, H)   any encoder (models/recurrent.py): rnn, lstm,
+                                                  #          gru, mingru, minlstm, with rnnkit.nn's variants
     logits_t = W_dec dropout(h_t) + b_dec         # (B, V)
     loss = mean_t,b  -log softmax(logits_t)[x_{t+1}]   (cross-entropy in nats)
 
 With `tie_weights` the decoder reuses the embedding matrix, W_dec = E (Press & Wolf 2017, Inan et al. 2017),
-which needs embedding_size == hidden_size.
+which needs embedding_size == encoder.hidden_size. A language model reads left to right: the encoder cannot be
+bidirectional.
 
 With `adaptive_softmax_cutoffs` [c_1, ..., c_n] the decoder is an adaptive softmax (Grave et al. 2017,
 "Efficient softmax approximation for GPUs"; torch.nn.AdaptiveLogSoftmaxWithLoss). The vocabulary is ordered by
@@ -21,16 +23,24 @@ Training needs only the target's row of one cluster, so the 33k-way softmax of W
 shortlist-sized one; the full (B, T, V) log-probabilities are built only when asked for. With `tie_weights`
 the head's shortlist rows are the embedding's rows [0, c_1).
 
-Truncated BPTT: the caller carries `state` from one window of
-the stream to the next and cuts the graph with `detach_state` (Williams & Peng 1990).
+Truncated BPTT: the caller carries `state` from one window of the stream to the next and cuts the graph with
+rnnkit.nn.state.detach_state (Williams & Peng 1990).
+
+Model files and run configs written before the encoder section have the flat form (model.cell,
+model.hidden_size, model.num_layers); `upgrade_model_config` turns them into today's nested one, with the same
+state_dict keys.
 
     >>> import torch
-    >>> model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, hidden_size=8))
+    >>> encoder = RecurrentConfig(cell="lstm", hidden_size=8, num_layers=2)
+    >>> model = LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=8, encoder=encoder))
     >>> tokens = torch.randint(0, 11, (2, 5))                      # (B, T)
     >>> logits, state, loss = model(tokens, targets=tokens)
     >>> logits.shape, state[0].shape
     (torch.Size([2, 5, 11]), torch.Size([2, 2, 8]))
     >>> next_logits, state = model.step(tokens[:, -1], state)     # (B, V), O(1) per token
+    >>> min_gru = LanguageModel(LanguageModelConfig(vocab_size=11, encoder=RecurrentConfig(cell="mingru")))
+    >>> min_gru.step(tokens[:, -1])[0].shape                        # every cell steps
+    torch.Size([2, 11])
     >>> adaptive = LanguageModel(LanguageModelConfig(vocab_size=50, adaptive_softmax_cutoffs=(10, 30)))
     >>> log_probs, state, loss = adaptive(torch.randint(0, 50, (2, 5)), targets=torch.randint(0, 50, (2, 5)))
     >>> log_probs is None                                           # training: only the targets' rows
@@ -44,25 +54,27 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnkit import nn as layers
+from rnnkit.nn.state import tree_map
+
+from .recurrent import RecurrentConfig, init_state, make_encoder
 
 __all__ = [
     "LanguageModelConfig",
     "LanguageModel",
     "TiedShortlistHead",
-    "make_recurrent",
     "make_decoder",
-    "detach_state",
+    "upgrade_model_config",
     "language_model_metrics",
 ]
 
-CELLS = ("rnn", "lstm", "gru")
+# the keys of the flat model section (before `encoder`) that moved into it
+_FLAT_ENCODER_KEYS = ("cell", "hidden_size", "num_layers")
 
 
 @dataclass(frozen=True)
@@ -72,40 +84,42 @@ class LanguageModelConfig:
     Args:
         vocab_size: number of tokens V; 0 in a preset means "take it from the vocabulary built from the data".
         embedding_size: E, width of the token embedding.
-        hidden_size: H, width of each recurrent layer.
-        num_layers: L, stacked recurrent layers.
-        cell: "rnn" (tanh), "lstm" or "gru".
-        dropout: dropout probability on the embedding, between layers and before the decoder.
-        tie_weights: share the embedding matrix with the decoder (needs embedding_size == hidden_size);
+        encoder: the recurrent layer (cell, hidden_size H, num_layers L, between-layer dropout, variants);
+            unidirectional.
+        dropout: dropout probability on the embedding and before the decoder.
+        tie_weights: share the embedding matrix with the decoder (embedding_size == encoder.hidden_size);
             with an adaptive softmax, the embedding rows of the shortlist [0, c_1) are the head's rows.
         adaptive_softmax_cutoffs: increasing token ids c_1 < ... < c_n < vocab_size splitting the vocabulary
             (ordered by frequency) into a shortlist and n tail clusters; () = the full softmax.
-        adaptive_softmax_div_value: each tail cluster i projects to hidden_size / div_value^i (Grave et al.).
+        adaptive_softmax_div_value: each tail cluster i projects to H / div_value^i (Grave et al.).
     """
 
     vocab_size: int = 0
     embedding_size: int = 128
-    hidden_size: int = 256
-    num_layers: int = 2
-    cell: str = "lstm"
+    encoder: RecurrentConfig = field(default_factory=RecurrentConfig)
     dropout: float = 0.0
     tie_weights: bool = False
     adaptive_softmax_cutoffs: tuple[int, ...] = ()
     adaptive_softmax_div_value: float = 4.0
 
     def __post_init__(self):
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_layers"):
+        for name in ("vocab_size", "embedding_size"):
             value, low = getattr(self, name), 0 if name == "vocab_size" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"model.cell must be one of {CELLS}, got {self.cell!r}")
+        if not isinstance(self.encoder, RecurrentConfig):
+            raise ValueError(f"model.encoder must be a RecurrentConfig, got {self.encoder!r}")
+        if self.encoder.bidirectional:
+            raise ValueError(
+                "model.encoder.bidirectional: a language model predicts the next token from the past only, "
+                "expected false, got true"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.tie_weights and self.embedding_size != self.hidden_size:
+        if self.tie_weights and self.embedding_size != self.encoder.hidden_size:
             raise ValueError(
-                "model.tie_weights needs embedding_size == hidden_size, "
-                f"got embedding_size={self.embedding_size}, hidden_size={self.hidden_size}"
+                "model.tie_weights needs embedding_size == encoder.hidden_size, "
+                f"got embedding_size={self.embedding_size}, encoder.hidden_size={self.encoder.hidden_size}"
             )
         self._check_adaptive_softmax()
 
@@ -125,34 +139,36 @@ class LanguageModelConfig:
         div = self.adaptive_softmax_div_value
         if not isinstance(div, (int, float)) or isinstance(div, bool) or div < 1.0:
             raise ValueError(f"model.adaptive_softmax_div_value must be a number >= 1, got {div!r}")
-        if cutoffs and int(self.hidden_size // div ** len(cutoffs)) < 1:
+        hidden_size = self.encoder.hidden_size
+        if cutoffs and int(hidden_size // div ** len(cutoffs)) < 1:
             raise ValueError(
                 f"model.adaptive_softmax_div_value={div} shrinks the last of {len(cutoffs)} tail clusters to "
-                f"hidden_size // div^{len(cutoffs)} = 0 units (hidden_size={self.hidden_size})"
+                f"encoder.hidden_size // div^{len(cutoffs)} = 0 units (encoder.hidden_size={hidden_size})"
             )
 
 
-def make_recurrent(
-    cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float
-) -> nn.Module:
-    """The one place that picks the recurrent layer: rnnkit.nn's drop-in torch.nn layers (batch_first)."""
-    layer_class = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}[cell]
-    return layer_class(
-        input_size,
-        hidden_size,
-        num_layers=num_layers,
-        dropout=dropout if num_layers > 1 else 0.0,
-        batch_first=True,
-    )
+def upgrade_model_config(data: dict) -> dict:
+    """A `model` section (dict) of any earlier rnnkit in today's nested form; today's form is returned as is.
 
+    Before the encoder section the model was flat: {vocab_size, embedding_size, hidden_size, num_layers, cell,
+    dropout, tie_weights, adaptive_softmax_cutoffs, adaptive_softmax_div_value}. cell, hidden_size and
+    num_layers move to `encoder`; the old `dropout` served the embedding, the decoder input and the gaps
+    between layers, so it becomes both `dropout` and `encoder.dropout`. The model built from the result has
+    the old model's state_dict keys (`rnn.weight_ih_l0`, ...), so old model files load unchanged.
 
-def detach_state(state):
-    """Cut the autograd graph behind a recurrent state (tensor, tuple/list, None): truncated BPTT."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    return type(state)(detach_state(s) for s in state)
+        >>> upgrade_model_config({"hidden_size": 64, "num_layers": 1, "cell": "gru", "dropout": 0.2})
+        {'dropout': 0.2, 'encoder': {'cell': 'gru', 'hidden_size': 64, 'num_layers': 1, 'dropout': 0.2}}
+    """
+    if not any(key in data for key in _FLAT_ENCODER_KEYS):
+        return data
+    if "encoder" in data:
+        moved = sorted(key for key in _FLAT_ENCODER_KEYS if key in data)
+        raise ValueError(f"model config mixes the flat keys {moved} with model.encoder; keep model.encoder")
+    data = dict(data)
+    encoder = {key: data.pop(key) for key in _FLAT_ENCODER_KEYS if key in data}
+    if "dropout" in data:
+        encoder["dropout"] = data["dropout"]
+    return {**data, "encoder": encoder}
 
 
 def language_model_metrics(loss: float) -> dict[str, float]:
@@ -194,12 +210,12 @@ def make_decoder(config: LanguageModelConfig, embedding: nn.Embedding) -> nn.Mod
     """The one place that picks the decoder: nn.Linear over the vocabulary (full softmax), or torch's
     AdaptiveLogSoftmaxWithLoss when cutoffs are given; either tied to `embedding` when asked."""
     if not config.adaptive_softmax_cutoffs:
-        decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        decoder = nn.Linear(config.encoder.output_size, config.vocab_size)
         if config.tie_weights:
             decoder.weight = embedding.weight  # W_dec = E, (V, H) with H == E
         return decoder
     decoder = nn.AdaptiveLogSoftmaxWithLoss(
-        config.hidden_size,
+        config.encoder.output_size,
         config.vocab_size,
         list(config.adaptive_softmax_cutoffs),
         div_value=float(config.adaptive_softmax_div_value),
@@ -220,17 +236,15 @@ class LanguageModel(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
         self.dropout = nn.Dropout(config.dropout)
-        self.rnn = make_recurrent(
-            config.cell, config.embedding_size, config.hidden_size, config.num_layers, config.dropout
-        )
+        # `rnn`: the state_dict keys of every model file so far (rnn.weight_ih_l0, ...)
+        self.rnn = make_encoder(config.encoder, config.embedding_size, batch_first=True)
         self.decoder = make_decoder(config, self.embedding)
         self.adaptive = bool(config.adaptive_softmax_cutoffs)
 
     def init_state(self, batch_size: int):
-        """Zero state for `batch_size` sequences: (h, c) for LSTM, h otherwise; each (L, B, H)."""
-        weight = self.embedding.weight
-        h = weight.new_zeros(self.config.num_layers, batch_size, self.config.hidden_size)  # (L, B, H)
-        return (h, torch.zeros_like(h)) if self.config.cell == "lstm" else h
+        """The state None stands for, for `batch_size` sequences: (h, c) of zeros for the LSTM; h zeros for
+        rnn / gru and 0.5 for mingru / minlstm (their h_0 = g(0)); each (L, B, H)."""
+        return init_state(self.config.encoder, batch_size, like=self.embedding.weight)
 
     def forward(
         self,
@@ -254,15 +268,16 @@ class LanguageModel(nn.Module):
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tuple(tokens.shape)}")
-        x = self.dropout(self.embedding(tokens))  # (B, T, E)
-        if state is not None:  # under autocast the layer returns a bf16/fp16 state; it re-enters in x's dtype
-            state = state.to(x.dtype) if torch.is_tensor(state) else tuple(s.to(x.dtype) for s in state)
         if targets is not None and targets.shape != tokens.shape:
             raise ValueError(
                 f"targets must have the shape of tokens {tuple(tokens.shape)}, got {tuple(targets.shape)}"
             )
-        out, state = self.rnn(x, state)  # (B, T, H)
-        out = self.dropout(out)
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        out, state = self.rnn(x, _in_dtype(state, x))  # (B, T, H)
+        return self._outputs(self.dropout(out), state, targets, return_logits)
+
+    def _outputs(self, out: torch.Tensor, state, targets, return_logits: bool | None):
+        """The decoder over h (B, T, H): (logits, state) or (logits, state, loss), see `forward`."""
         if self.adaptive:
             return self._adaptive_outputs(out, state, targets, return_logits)
         logits = self.decoder(out)  # (B, T, V)
@@ -278,6 +293,11 @@ class LanguageModel(nn.Module):
         log-probabilities only when asked (or when there are no targets)."""
         batch_size, steps, hidden_size = out.shape
         h = out.reshape(-1, hidden_size)  # (B*T, H)
+        device = h.device.type
+        if torch.is_autocast_enabled(device):
+            # torch's adaptive softmax fills an h-dtype buffer with its tails' autocast-dtype rows: give it
+            # h in that dtype (a layer that ran in fp32 under autocast, with no bf16 kernel, returns fp32)
+            h = h.to(torch.get_autocast_dtype(device))
         if return_logits is None:
             return_logits = targets is None
         log_probs = None
@@ -293,5 +313,12 @@ class LanguageModel(nn.Module):
         an adaptive softmax."""
         if token.dim() != 1:
             raise ValueError(f"token must have shape (B,), got {tuple(token.shape)}")
-        logits, state = self.forward(token[:, None], state, return_logits=True)  # (B, 1, V)
+        x_t = self.dropout(self.embedding(token))  # (B, E)
+        y_t, state = self.rnn.step(x_t, _in_dtype(state, x_t))  # (B, H): every rnnkit.nn layer steps
+        logits, state = self._outputs(self.dropout(y_t)[:, None], state, None, True)  # (B, 1, V)
         return logits[:, 0], state
+
+
+def _in_dtype(state, x: torch.Tensor):
+    """Under autocast the layer returns a bf16/fp16 state; it re-enters in the input's dtype."""
+    return tree_map(lambda s: s.to(x.dtype), state)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .cells import STEPS, CellParams
-from .scan import scan_layers
+from .scan import pack_like, scan_layers, zero_padding
 from .validate import check_input, check_masks
 from .variants import MASK_KINDS, Variants, layer_norm_names, sample_masks
 
@@ -98,6 +98,8 @@ class _Recurrent:
         check_masks(masks or {}, self._expected_mask_shapes(T, B))
         masks = {**self.sample_masks(T, B), **(masks or {})} if self.training else {}
         self.last_masks = masks
+        if lengths is not None:      # padding is never read, not even by the backward pass (NaN * 0 = NaN)
+            input = zero_padding(input, lengths, time_dim=1 if self.batch_first else 0)
         if self.use_scan or self.variants.needs_scan(self.training):
             return self._scan_forward(input, hx, lengths, masks)
         dropped = {f"weight_hh{s}": getattr(self, f"weight_hh{s}") * masks[f"weight_drop{s}"]
@@ -202,11 +204,7 @@ class _Recurrent:
             dropout=self.dropout, training=self.training)
         h_n = tuple(torch.stack([final[i] for final in finals]) for i in range(len(hx)))   # (L * D, B, .)
         if packed:
-            order = input.sorted_indices
-            output = output if order is None else output.index_select(1, order)
-            sorted_lengths = lengths if order is None else lengths[order.to(lengths.device)]
-            data = pack_padded_sequence(output, sorted_lengths.cpu(), enforce_sorted=True).data
-            output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+            output = pack_like(output, input, lengths)
         elif not batched:
             output, h_n = output.squeeze(1), tuple(h.squeeze(1) for h in h_n)
         elif self.batch_first:

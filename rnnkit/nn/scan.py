@@ -18,12 +18,41 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .cells import CellParams, input_projection
 
-__all__ = ["reverse_padded", "scan", "scan_layers"]
+__all__ = ["pack_like", "reverse_padded", "scan", "scan_layers", "valid_steps", "zero_padding"]
 
 Zoneout = Tensor | float | None     # (T, B, size) mask with 1 = keep the old value, or p in eval mode
+
+
+def valid_steps(lengths: Tensor, T: int, device=None) -> Tensor:
+    """(T, B) bool: valid[t, b] = t < lengths[b], whether step t lies inside sequence b."""
+    lengths = lengths.to(device)
+    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
+def zero_padding(x: Tensor, lengths: Tensor | None, time_dim: int = 0) -> Tensor:
+    """x (T, B, ...) (or (B, T, ...) with time_dim=1) with every padded position set to 0.
+
+    Done once at a layer's entry, before any computation reads x: masking *afterwards* (torch.where) keeps the
+    values out of the forward pass but not out of the backward one, where NaN * 0 = NaN reaches the weights.
+    """
+    if lengths is None:
+        return x
+    valid = valid_steps(lengths, x.shape[time_dim], x.device)           # (T, B)
+    valid = valid.T if time_dim == 1 else valid
+    return x.masked_fill(~valid.view(*valid.shape, *([1] * (x.dim() - 2))), 0)
+
+
+def pack_like(output: Tensor, packed: PackedSequence, lengths: Tensor) -> PackedSequence:
+    """Pack a padded, time-major output (T, B, ...) in original batch order as the input `packed` was."""
+    order = packed.sorted_indices
+    output = output if order is None else output.index_select(1, order)
+    sorted_lengths = lengths if order is None else lengths[order.to(lengths.device)]
+    data = pack_padded_sequence(output, sorted_lengths.cpu(), enforce_sorted=True).data
+    return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -52,7 +81,7 @@ def scan(
     zoneout holds one entry per state component (h, then c): a (T, B, size) mask, a float p, or None.
     """
     outputs = []
-    valid = None if lengths is None else torch.arange(xp.shape[0], device=xp.device).unsqueeze(1) < lengths
+    valid = None if lengths is None else valid_steps(lengths, xp.shape[0], xp.device)   # (T, B)
     zoneout = [d.unbind(0) if isinstance(d, Tensor) else d for d in zoneout]   # (B, size) per step
     for t, xp_t in enumerate(xp.unbind(0)):                # unbind: one backward node, not T full-size copies
         new = step(xp_t, state, p, recurrent_mask)

@@ -16,7 +16,7 @@ state is carried across batches with its graph cut (`detach_state`).
 Metrics: mean cross-entropy in nats, bits per token and perplexity, token-weighted over the validation stream.
 
     >>> from rnnkit.tasks.language_model import LanguageModelRunConfig
-    >>> LanguageModelRunConfig().model.cell
+    >>> LanguageModelRunConfig().model.encoder.cell
     'lstm'
 """
 
@@ -32,7 +32,7 @@ import torch
 
 from rnnkit.data.corpus import TextDataConfig, token_ids
 from rnnkit.data.text import TokenStream, Vocabulary, read_text
-from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
+from rnnkit.models.language_model import LanguageModel, LanguageModelConfig, upgrade_model_config
 from rnnkit.nn.state import detach_state
 from rnnkit.train.checkpoint import CheckpointError, load_model_file
 from rnnkit.train.config import OptimConfig, TrainerConfig, from_dict, to_dict
@@ -75,8 +75,10 @@ class LanguageModelRunConfig:
 
 
 def upgrade_config(data: dict) -> dict:
-    """A run config (config.yaml, or a model file's metadata) of any earlier rnnkit in today's form (every
-    file rnnkit has written so far already is)."""
+    """A run config (config.yaml, or a model file's metadata) of any earlier rnnkit in today's form: the model
+    section of files written before the encoder section is flat (`upgrade_model_config`)."""
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        return {**data, "model": upgrade_model_config(data["model"])}
     return data
 
 
@@ -265,8 +267,8 @@ def gradient_norm_figure(
 TRAIN_FLAGS = (
     ("--batch-size", "data.batch_size", int, "rows of the token stream per process (B)"),
     ("--bptt", "data.bptt", int, "time steps per batch: the truncation length of BPTT (T)"),
-    ("--cell", "model.cell", str, "rnn, lstm or gru"),
-    ("--hidden-size", "model.hidden_size", int, "width of each recurrent layer (H)"),
+    ("--cell", "model.encoder.cell", str, "rnn, lstm, gru, mingru or minlstm"),
+    ("--hidden-size", "model.encoder.hidden_size", int, "width of each recurrent layer (H)"),
 )
 
 
