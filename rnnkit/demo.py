@@ -6,7 +6,7 @@ The job the Quickstart runs (`make demo`), about a minute on two CPU cores:
     model  = LanguageModel(embedding 64 -> rnnkit.nn.LSTM 256 -> linear over the ~100 characters)
     train  = rnnkit.train (PyTorch Lightning): Adam, cosine schedule, truncated BPTT, a run directory with
              config.yaml, metrics.csv, plots/loss.png and model.safetensors
-    sample = rnnkit.generate on the model read back from model.safetensors, streamed, seeded
+    sample = rnnkit.decode.generate on the model read back from model.safetensors, streamed, seeded
 
 There is no second training loop here: the demo builds a `LanguageModelRunConfig` and hands it to
 `train_language_model`, the function behind `rnnkit train`. The text is written once to
@@ -29,7 +29,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from rnnkit.data.datasets import python_docs
-from rnnkit.generate import generate
+from rnnkit.decode import generate
 from rnnkit.models.language_model import LanguageModelConfig
 from rnnkit.models.recurrent import RecurrentConfig
 from rnnkit.tasks.language_model import (

@@ -1,7 +1,9 @@
 """A small task that is not a language model, to prove the engine task-agnostic: regression on sequences.
 
 Each example is a variable-length sequence x (T_i, 2) of Gaussian numbers; its target is the mean of its first
-channel over the valid steps. Batches are drawn in a seeded order per epoch (SeededOrder) and
+channel over the valid steps. Batches are drawn in a seeded order per epoch and shard
+(rnnkit.data.sampler.ResumableShuffleSampler: the order is a function of (seed, epoch), so the engine's
+resume, which skips the batches an interrupted epoch already took, continues at the exact example) and
 padded with their lengths; the model is a GRU from rnnkit.nn (lengths=, so padding is never read) and a
 linear head on the final state; validation reports the mean squared error and torchmetrics' mean absolute
 error, and the engine monitors "mae" (min).
@@ -26,6 +28,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import MeanAbsoluteError
 
 from rnnkit import nn as rnn
+from rnnkit.data.sampler import ResumableShuffleSampler
 from rnnkit.train.config import OptimConfig, TrainerConfig
 from rnnkit.train.metrics import MeanLoss, OnOutputs, StepOutput
 from rnnkit.train.module import Task
@@ -55,21 +58,6 @@ class Regressor(nn.Module):
         return self.head(self.dropout(h_n[-1])).squeeze(-1)  # (B,)
 
 
-class SeededOrder(torch.utils.data.Sampler):
-    """Epoch e visits a permutation drawn from (seed, e), rank r every world_size-th entry of it."""
-
-    def __init__(self, n: int, seed: int, rank: int, world_size: int, epoch: int):
-        self.n, self.seed, self.rank, self.world_size, self.epoch = n, seed, rank, world_size, epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator)
-        return iter(order[self.rank :: self.world_size].tolist())
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
-
-
 def make_data(config: RegressionConfig):
     g = torch.Generator().manual_seed(config.data_seed)
     lengths = torch.randint(2, 9, (config.examples,), generator=g)
@@ -96,7 +84,7 @@ def build(config: RegressionConfig, resume_dir: Path | None) -> BuiltTask:
     train, valid = data[: -config.examples // 4], data[-config.examples // 4 :]
 
     def train_batches(rank: int, world_size: int, epoch: int):
-        sampler = SeededOrder(len(train), config.trainer.seed, rank, world_size, epoch)
+        sampler = ResumableShuffleSampler(len(train), config.trainer.seed, rank, world_size, epoch)
         return DataLoader(train, batch_size=config.batch_size, sampler=sampler, collate_fn=collate)
 
     def valid_batches(rank: int, world_size: int, epoch: int):

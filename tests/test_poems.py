@@ -18,7 +18,7 @@ from rnnkit.data.poems import (
     split_poems,
 )
 from rnnkit.data.text import TokenStream, Vocabulary
-from rnnkit.generate import generate_poem
+from rnnkit.decode import generate_poem
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.recurrent import RecurrentConfig
 

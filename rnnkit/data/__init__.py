@@ -1,4 +1,5 @@
-"""Text data for language models: files, vocabularies, TBPTT batches, named datasets, Tang poems."""
+"""Data: text for language models (vocabularies, TBPTT batches, named datasets, Tang poems), labelled
+sequences, series windows with their scaler, sentence pairs, and a resumable seeded sampler."""
 
 from rnnkit.data.datasets import (
     fetch,
@@ -9,6 +10,21 @@ from rnnkit.data.datasets import (
     verify_sha256,
     wikitext2,
 )
+from rnnkit.data.pairs import (
+    BOS,
+    BOS_ID,
+    EOS_ID,
+    PAD,
+    PAD_ID,
+    SPECIALS,
+    UNK_ID,
+    SentencePairs,
+    decode_sentence,
+    pair_collate,
+    pair_vocabulary,
+    read_pairs,
+    tokenize_sentence,
+)
 from rnnkit.data.poems import (
     POEM_END,
     POEM_START,
@@ -17,6 +33,17 @@ from rnnkit.data.poems import (
     poem_form,
     regular_poems,
     split_poems,
+)
+from rnnkit.data.sampler import ResumableShuffleSampler
+from rnnkit.data.sequences import LabelledSequences, LabelVocabulary, pad_collate
+from rnnkit.data.series import (
+    SeriesSplit,
+    SeriesWindows,
+    StandardScaler,
+    check_series,
+    split_by_fraction,
+    split_by_index,
+    split_windows,
 )
 from rnnkit.data.text import EOS, UNK, TokenStream, Vocabulary, read_text, split, tokenize
 
@@ -42,4 +69,28 @@ __all__ = [
     "regular_poems",
     "poem_corpus",
     "split_poems",
+    "ResumableShuffleSampler",
+    "LabelVocabulary",
+    "LabelledSequences",
+    "pad_collate",
+    "SeriesSplit",
+    "SeriesWindows",
+    "StandardScaler",
+    "check_series",
+    "split_by_fraction",
+    "split_by_index",
+    "split_windows",
+    "PAD",
+    "BOS",
+    "SPECIALS",
+    "PAD_ID",
+    "BOS_ID",
+    "EOS_ID",
+    "UNK_ID",
+    "SentencePairs",
+    "pair_vocabulary",
+    "pair_collate",
+    "read_pairs",
+    "tokenize_sentence",
+    "decode_sentence",
 ]

@@ -7,7 +7,7 @@ characters each, with "，" after the odd lines and "。" after the even ones:
 
 Each kept poem becomes one character sequence "^" + poem + "$" (POEM_START, POEM_END); the sequences are
 concatenated into one stream for a character-level language model trained with truncated BPTT, so the model
-learns where poems begin and end. Generation (rnnkit.generate.generate_poem) starts from POEM_START and
+learns where poems begin and end. Generation (rnnkit.decode.generate_poem) starts from POEM_START and
 constrains every position, so it always yields a well-formed poem.
 
     poems = tang_poems("/path/to/tang_poems")                 # list of texts

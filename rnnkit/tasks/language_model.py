@@ -323,7 +323,7 @@ def add_predict_arguments(gen) -> None:
 
 def predict_command(args) -> int:
     """`rnnkit predict` / `rnnkit generate`: continue a prompt (or write a poem with a poem model)."""
-    from rnnkit.generate import generate, generate_poem
+    from rnnkit.decode import generate, generate_poem
 
     model, vocab, meta = load_language_model(args.checkpoint)
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
