@@ -5,17 +5,13 @@ import pytest
 import torch
 
 from rnnkit import nn as layers
-from rnnkit.models.recurrent import CELLS, MIN_CELLS, RecurrentConfig, _accepts, init_state, make_encoder
+from rnnkit.models.recurrent import CELLS, MIN_CELLS, RecurrentConfig, init_state, make_encoder
 
 LAYER = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU,
          "mingru": layers.MinGRU, "minlstm": layers.MinLSTM}  # fmt: skip
 
 
-def _bidirectional_ok(cell: str) -> bool:
-    return cell not in MIN_CELLS or _accepts(cell, "bidirectional")
-
-
-CASES = [(cell, bi) for cell in CELLS for bi in (False, True) if not bi or _bidirectional_ok(cell)]
+CASES = [(cell, bi) for cell in CELLS for bi in (False, True)]
 
 
 def first(state):
@@ -50,25 +46,19 @@ def test_init_state_equals_none(cell):
     torch.testing.assert_close(y_t, encoder(x)[0][:, 0])
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("cell", CELLS)
-def test_lengths_are_honoured_where_the_layer_takes_them(cell):
-    encoder = make_encoder(RecurrentConfig(cell=cell, hidden_size=4, num_layers=1), input_size=3).double()
-    if not _accepts_lengths(encoder):
-        pytest.skip(f"{type(encoder).__name__}.forward takes no lengths= yet")
+def test_lengths_are_honoured_where_the_layer_takes_them(cell, bidirectional):
+    config = RecurrentConfig(cell=cell, hidden_size=4, num_layers=2, bidirectional=bidirectional)
+    encoder = make_encoder(config, input_size=3).double()
     torch.manual_seed(0)
     x = torch.randn(3, 6, 3, dtype=torch.float64)
     out, state = encoder(x, lengths=[6, 4, 2])
-    for b, n in enumerate([6, 4, 2]):  # each row alone, cut to its length, gives the same last state
-        _, alone = encoder(x[b : b + 1, :n])
+    for b, n in enumerate([6, 4, 2]):  # each row alone, cut to its length, gives the same outputs and state
+        out_alone, alone = encoder(x[b : b + 1, :n])
+        torch.testing.assert_close(out[b, :n], out_alone[0])
         torch.testing.assert_close(first(state)[:, b], first(alone)[:, 0])
-        if cell not in MIN_CELLS:
-            assert not out[b, n:].any()  # torch.nn's packed contract: padded outputs are 0
-
-
-def _accepts_lengths(encoder) -> bool:
-    import inspect
-
-    return "lengths" in inspect.signature(encoder.forward).parameters
+        assert not out[b, n:].any()  # torch.nn's packed contract: padded outputs are 0
 
 
 def test_variants_reach_the_layer():
@@ -107,15 +97,7 @@ def test_config_errors_name_the_key_the_expected_and_the_given():
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
-def test_min_cells_refuse_what_their_layer_lacks(cell):
-    if _accepts(cell, "bidirectional"):
-        assert make_encoder(RecurrentConfig(cell=cell, bidirectional=True), 3).bidirectional
-    else:
-        with pytest.raises(
-            ValueError, match=rf"model.encoder.bidirectional: the {cell} layer .* expected false"
-        ):
-            RecurrentConfig(cell=cell, bidirectional=True)
-    if not _accepts(cell, "dropout"):
-        with pytest.raises(ValueError, match=r"model.encoder.dropout: .* expected 0.0, got 0.2"):
-            RecurrentConfig(cell=cell, num_layers=2, dropout=0.2)
-    assert make_encoder(RecurrentConfig(cell=cell, num_layers=1, dropout=0.2), 3).num_layers == 1
+def test_min_cells_take_directions_and_dropout(cell):
+    encoder = make_encoder(RecurrentConfig(cell=cell, num_layers=2, bidirectional=True, dropout=0.2), 3)
+    assert encoder.bidirectional and encoder.dropout == 0.2
+    assert make_encoder(RecurrentConfig(cell=cell, num_layers=1, dropout=0.2), 3).dropout == 0.0

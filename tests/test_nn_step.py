@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from oracle import compare
 
 from rnnkit import nn as rnn
 
@@ -15,8 +16,7 @@ VARIANTS = {
     "zoneout": {"zoneout": 0.3}, "weight_drop": {"weight_drop": 0.5},
     "all": {"layer_norm": True, "recurrent_dropout": 0.3, "zoneout": 0.2, "weight_drop": 0.4},
 }
-
-
+STOCHASTIC = [name for name in VARIANTS if name not in ("plain", "layer_norm")]
 
 pytestmark = pytest.mark.usefixtures("torch_float64")  # every test here runs in float64
 
@@ -70,3 +70,48 @@ def test_step_streams_gradients_and_rejects_bidirectional():
         rnn.LSTM(I, H, bidirectional=True).step(torch.randn(B, I))
     with pytest.raises(ValueError, match="Expected 3, got 5"):
         layer.step(torch.randn(B, 5))
+
+
+def named(output, state) -> dict:
+    return {"output": output, **{f"state {i}": s for i, s in enumerate(states(state))}}
+
+
+def stream_with_masks(layer, x, masks, time_dim):
+    """T calls of step, each given the sequence's masks and its step index t."""
+    state, ys = None, []
+    for t, x_t in enumerate(x.unbind(time_dim)):
+        y_t, state = layer.step(x_t, state, masks, t=t)
+        ys.append(y_t)
+    return named(torch.stack(ys, time_dim), state)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("variant", STOCHASTIC)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_step_with_the_sequence_masks_equals_forward_in_training(kind, variant, batch_first):
+    """Masks drawn once per sequence and given to every step (zoneout's read at t): values and gradients."""
+    cls, extra = KINDS[kind]
+    torch.manual_seed(0)
+    layer = cls(I, H, num_layers=2, batch_first=batch_first, **extra, **VARIANTS[variant]).train()
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), requires_grad=True)
+    masks = layer.sample_masks(T, B)
+    compare(lambda: stream_with_masks(layer, x, masks, 1 if batch_first else 0),
+            lambda: named(*layer(x, masks=masks)),
+            {"input": x, **dict(layer.named_parameters())}, rtol=1e-12, atol=1e-13)
+
+
+def test_step_masks_without_t_are_one_steps_and_t_is_checked():
+    torch.manual_seed(0)
+    layer = rnn.LSTM(I, H, zoneout=0.5, recurrent_dropout=0.3).train()
+    x, masks = torch.randn(T, B, I), layer.sample_masks(T, B)
+    out, _ = layer(x[:1], masks={k: m[:1] if k.startswith("zoneout") else m for k, m in masks.items()})
+    y_0, _ = layer.step(x[0], None, {k: m[:1] if k.startswith("zoneout") else m for k, m in masks.items()})
+    torch.testing.assert_close(y_0, out[0], rtol=0, atol=0)
+    torch.testing.assert_close(layer.step(x[0], None, masks, t=0)[0], out[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"t must index the 6 steps of mask 'zoneout_h_l0': expected an "
+                                         r"integer in \[0, 5\], got 6"):
+        layer.step(x[0], None, masks, t=T)
+    with pytest.raises(ValueError, match=r"mask 'zoneout_h_l0': expected shape \(1, 2, 4\), got \(6, 2, 4\)"):
+        layer.step(x[0], None, masks)
+    with pytest.raises(ValueError, match="masks apply in training mode only"):
+        layer.eval().step(x[0], None, masks, t=0)

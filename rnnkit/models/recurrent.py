@@ -33,7 +33,6 @@ needs h > 0); `init_state` returns the state that None stands for, for every cel
 
 from __future__ import annotations
 
-import inspect
 import numbers
 from dataclasses import dataclass
 
@@ -55,11 +54,6 @@ _PREFIX = "model.encoder."
 def _layer_class(cell: str) -> type[nn.Module]:
     return {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU,
             "mingru": layers.MinGRU, "minlstm": layers.MinLSTM}[cell]  # fmt: skip
-
-
-def _accepts(cell: str, argument: str) -> bool:
-    """Whether the layer class of `cell` takes `argument` (MinGRU/MinLSTM gain bidirectional / dropout)."""
-    return argument in inspect.signature(_layer_class(cell)).parameters
 
 
 @dataclass(frozen=True)
@@ -114,16 +108,6 @@ class RecurrentConfig:
                     f"{_PREFIX}{name} applies to the rnn, lstm and gru cells only: expected {off} for "
                     f"cell {self.cell!r}, got {value}"
                 )
-        if self.bidirectional and not _accepts(self.cell, "bidirectional"):
-            raise ValueError(
-                f"{_PREFIX}bidirectional: the {self.cell} layer (rnnkit.nn.minimal) has no backward "
-                "direction yet: expected false, got true"
-            )
-        if self.dropout and self.num_layers > 1 and not _accepts(self.cell, "dropout"):
-            raise ValueError(
-                f"{_PREFIX}dropout: the {self.cell} layer (rnnkit.nn.minimal) has no between-layer dropout "
-                f"yet: expected 0.0, got {self.dropout}"
-            )
 
     @property
     def directions(self) -> int:
@@ -152,15 +136,11 @@ def make_encoder(config: RecurrentConfig, input_size: int, batch_first: bool = T
         rnnkit.nn.RNN / LSTM / GRU (torch.nn's contract, with the variants) or rnnkit.nn.MinGRU / MinLSTM:
         `layer(x, state) -> (output (B, T, D * H), state)` and `layer.step(x_t, state) -> (y_t, state)`.
     """
-    kwargs = {"num_layers": config.num_layers, "batch_first": batch_first}
     dropout = config.dropout if config.num_layers > 1 else 0.0  # torch warns on dropout for one layer
+    kwargs = {"num_layers": config.num_layers, "batch_first": batch_first, "dropout": dropout,
+              "bidirectional": config.bidirectional}
     if config.cell in TORCH_CELLS:
-        kwargs.update(dropout=dropout, bidirectional=config.bidirectional, **config.variants)
-    else:  # RecurrentConfig refused what the min cells' constructor does not take
-        if config.bidirectional:
-            kwargs["bidirectional"] = True
-        if dropout:
-            kwargs["dropout"] = dropout
+        kwargs.update(config.variants)  # RecurrentConfig refused variants for the min cells
     return _layer_class(config.cell)(input_size, config.hidden_size, **kwargs)
 
 

@@ -8,7 +8,8 @@ alone keeps the fused kernel, run on the dropped W_hh. Beyond torch.nn:
 - `lengths=` (list, or a tensor on any device) for padded batches: packed internally, so h_n is each
   sequence's state at its last real step and the backward direction never reads padding; padded outputs are 0;
 - gradients in eval mode on CUDA (cuDNN refuses, so cuDNN is switched off for that call);
-- `step(x_t, state) -> (y_t, state)` for streaming, equal to the full-sequence forward;
+- `step(x_t, state, masks=None, t=None) -> (y_t, state)` for streaming, equal to the full-sequence forward
+  (in training mode too, given the masks of the whole sequence and the step index t);
 - `masks=` to inject the variants' random masks in training (see variants.py); `last_masks` holds those drawn;
 - errors at the boundary that name the expected and the given values (ValueError).
 
@@ -106,19 +107,33 @@ class _Recurrent:
                    for s in self._suffixes() if f"weight_drop{s}" in masks}
         return self._fused_forward(input, hx, lengths, dropped)
 
-    def step(self, x_t: Tensor, state=None):
+    def step(self, x_t: Tensor, state=None, masks: dict[str, Tensor] | None = None, *, t: int | None = None):
         """One time step for streaming: x_t (B, I) or unbatched (I,) -> (y_t (B, H_out), state).
 
-        Equal to the full-sequence forward run one step at a time (in training mode the stochastic
-        variants draw fresh masks on every call; use eval mode, or `forward` on whole sequences, to train).
+        Equal to the full-sequence forward run one step at a time. In training mode the stochastic variants
+        draw fresh masks on every call, unless given: draw them once per sequence and pass them to every step,
+
+            masks = layer.sample_masks(T, B)
+            for t in range(T):
+                y_t, state = layer.step(x[t], state, masks, t=t)     # == layer(x, masks=masks), step by step
+
+        Args:
+            masks: training mode only: the masks dict `forward` takes (keys, shapes in variants.py). The
+                per-sequence kinds (recurrent_dropout (B, H_out), weight_drop (G, H_out)) are used as they
+                are; the time-indexed ones (zoneout_h / zoneout_c, (T, B, .)) are read at step `t`, or, with
+                t=None, must be one step's, (1, B, .), as `sample_masks(1, B)` draws them. Kinds left out are
+                drawn.
+            t: this step's index into the time axis of the zoneout masks.
         """
         if self.bidirectional:
             raise ValueError("step needs a unidirectional layer: expected bidirectional=False, got True")
         if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
             got = f"{x_t.dim()}-D" if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"step expects x_t of shape (B, I) or (I,), got {got}")
+        if masks and t is not None:
+            masks = {key: _at_step(key, mask, t) for key, mask in masks.items()}
         time_dim = 1 if (x_t.dim() == 2 and self.batch_first) else 0
-        y, state = self(x_t.unsqueeze(time_dim), state)
+        y, state = self(x_t.unsqueeze(time_dim), state, masks=masks)
         return y.squeeze(time_dim), state
 
     def sample_masks(self, T: int, B: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -230,6 +245,16 @@ class _Recurrent:
              "zoneout_h": self.variants.zoneout, "zoneout_c": self.variants.zoneout * (self.mode == "LSTM")}
         kinds = [kind for kind in MASK_KINDS if p[kind] > 0]     # masks only for the variants that are on
         return {kind + sfx: shapes[kind] for kind in kinds for sfx in self._suffixes()}
+
+
+def _at_step(key: str, mask: Tensor, t: int) -> Tensor:
+    """Step t of a time-indexed mask (zoneout, (T, B, .)) as a one-step mask (1, B, .); others as they are."""
+    if not key.startswith("zoneout_"):
+        return mask
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < mask.shape[0]:
+        raise ValueError(f"t must index the {mask.shape[0]} steps of mask {key!r}: expected an integer in "
+                         f"[0, {mask.shape[0] - 1}], got {t!r}")
+    return mask[t : t + 1]
 
 
 class RNN(_Recurrent, nn.RNN):

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-__all__ = ["check_input", "check_masks"]
+__all__ = ["check_input", "check_lengths", "check_masks"]
 
 
 def _check_like(name: str, tensor, weight: Tensor) -> None:
@@ -43,12 +43,13 @@ def check_input(layer, input, hx, lengths, enforce_sorted: bool) -> tuple[int, i
     if lengths is not None:
         if not batched:
             raise ValueError("lengths needs a batched 3-D input, got an unbatched 2-D input")
-        lengths = _check_lengths(lengths, T, B, enforce_sorted)
+        lengths = check_lengths(lengths, T, B, enforce_sorted)
     _check_hx(layer, hx, B, batched, weight)
     return T, B, lengths
 
 
-def _check_lengths(lengths, T: int, B: int, enforce_sorted: bool) -> Tensor:
+def check_lengths(lengths, T: int, B: int, enforce_sorted: bool = False) -> Tensor:
+    """lengths (list or tensor, any device) as a CPU int64 tensor (B,) with entries in [1, T]."""
     lengths = torch.as_tensor(lengths).to("cpu")
     if lengths.dim() != 1 or lengths.is_floating_point() or lengths.is_complex():
         raise ValueError(f"lengths must be a 1-D list or tensor of integers, got {lengths.dtype} "

@@ -18,7 +18,9 @@ layer and its NumPy twin (training mode only; dropout masks are pre-scaled, zone
     recurrent_dropout{sfx}  (B, H_out)       zoneout_h{sfx}  (T, B, H_out)   indexed by input time t
     weight_drop{sfx}        (G, H_out)       zoneout_c{sfx}  (T, B, H)       (LSTM only)
 
-H_out is proj_size for an LSTM with a projection, else hidden_size.
+H_out is proj_size for an LSTM with a projection, else hidden_size. A decoder stepping with `layer.step` draws
+them once per sequence (`masks = layer.sample_masks(T, B)`) and passes the same dict to every step with its
+index, `layer.step(x_t, state, masks, t=t)`: zoneout's masks are read at step t, the others as they are.
 """
 
 from __future__ import annotations

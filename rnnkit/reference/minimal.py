@@ -8,8 +8,10 @@ must agree with them):
     MinLSTM: f = sigma(.), i = sigma(.), h~ = g(.),                  h' = (f h + i h~) / (f + i)
 
 The gates see only the input, so dh/dh_prev is the diagonal a_t (1 - z, or f' = f / (f + i)); all input
-projections are one matrix product, before the loop (forward) and after it (backward). Parameters per layer k
-as torch: `weight_ih_l{k}` (2H or 3H, I_k) with rows [z; h~] or [f; i; h~], `bias_ih_l{k}`. Default h_0 = 0.5.
+projections are one matrix product, before the loop (forward) and after it (backward). Variable lengths are a
+mask (padded steps are the identity, their outputs 0) and bidirectional=True adds a reverse direction, as the
+torch layers. Parameters per layer k as torch: `weight_ih_l{k}` (2H or 3H, I_k) with rows [z; h~] or
+[f; i; h~], `bias_ih_l{k}` (and `_reverse`). Default h_0 = 0.5.
 
     >>> import numpy as np
     >>> from rnnkit.reference.minimal import MinGRU
@@ -19,7 +21,7 @@ as torch: `weight_ih_l{k}` (2H or 3H, I_k) with rows [z; h~] or [f; i; h~], `bia
     >>> out.shape, grads["weight_ih_l1"].shape, grads["h0"].shape
     ((5, 2, 4), (8, 4), (2, 2, 4))
 
-Shapes: T time, B batch, I input, H hidden, L layers.
+Shapes: T time, B batch, I input, H hidden, L layers, D directions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cells import sigmoid
-from .validate import check_array, check_state, load_into
+from .validate import check_array, check_lengths, check_state, load_into
 
 __all__ = ["MinGRU", "MinGRUCell", "MinLSTM", "MinLSTMCell", "g", "g_prime"]
 
@@ -87,28 +89,40 @@ class MinLSTMCell:
 
 
 class MinimalLayer:
-    """A stack of `num_layers` minimal recurrent layers of one cell kind (unidirectional)."""
+    """A stack of `num_layers` minimal recurrent layers of one cell kind, one or two directions.
+
+    Variable lengths are a mask, as in scan.py: past a sequence's end its state passes through unchanged and
+    its output is 0; the reverse direction walks t = T-1 ... 0, so padding (the identity) comes first and each
+    sequence starts at its own last element. Layer k > 0 reads [forward; backward] (T, B, D * H).
+    """
 
     cell = MinGRUCell
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, seed: int | None = None, dtype=np.float64):
+                 batch_first: bool = False, bidirectional: bool = False, seed: int | None = None,
+                 dtype=np.float64):
         sizes = (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers))
         for name, value in sizes:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dtype = bias, batch_first, np.dtype(dtype)
+        self.bidirectional, self.num_directions = bool(bidirectional), 2 if bidirectional else 1
         rng = np.random.default_rng(seed)
         G = self.cell.gates * hidden_size
         self.params = {}
-        for k in range(num_layers):  # torch.nn.Linear's init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-            in_size = input_size if k == 0 else hidden_size
+        for k, sfx in enumerate(self._suffixes()):  # torch.nn.Linear's init: U(-1/sqrt(I_k), 1/sqrt(I_k))
+            in_size = input_size if k < self.num_directions else self.num_directions * hidden_size
             bound = 1.0 / np.sqrt(in_size)
-            self.params[f"weight_ih_l{k}"] = rng.uniform(-bound, bound, (G, in_size)).astype(self.dtype)
+            self.params[f"weight_ih{sfx}"] = rng.uniform(-bound, bound, (G, in_size)).astype(self.dtype)
             if bias:
-                self.params[f"bias_ih_l{k}"] = rng.uniform(-bound, bound, G).astype(self.dtype)
+                self.params[f"bias_ih{sfx}"] = rng.uniform(-bound, bound, G).astype(self.dtype)
         self._cache = None
+
+    def _suffixes(self) -> list[str]:
+        """torch's parameter suffixes in h_n order, k = layer * D + direction: _l0, _l0_reverse, _l1, ..."""
+        D = self.num_directions
+        return [f"_l{k // D}" + ("_reverse" if k % D else "") for k in range(self.num_layers * D)]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters under torch's names (the arrays themselves)."""
@@ -118,19 +132,20 @@ class MinimalLayer:
         """Load arrays (or CPU torch tensors) named and shaped as ours, in place, after all checks pass."""
         load_into(self.params, state_dict)
 
-    def _project(self, k, x):
-        xp = x @ self.params[f"weight_ih_l{k}"].T  # (T, B, G)
-        return xp + self.params[f"bias_ih_l{k}"] if self.bias else xp
+    def _project(self, sfx, x):
+        xp = x @ self.params[f"weight_ih{sfx}"].T  # (T, B, G)
+        return xp + self.params[f"bias_ih{sfx}"] if self.bias else xp
 
-    def forward(self, x, h0=None):
+    def forward(self, x, h0=None, lengths=None):
         """Run the stack step by step.
 
         Args:
             x: (T, B, I), or (B, T, I) when batch_first.
-            h0: (L, B, H), positive; 0.5 everywhere when None.
+            h0: (L * D, B, H), positive; 0.5 everywhere when None.
+            lengths: (B,) valid lengths of a padded x, or None when every sequence has length T.
 
         Returns:
-            output (T, B, H) (or batch first), and h_n (L, B, H).
+            output (T, B, D * H) (or batch first), 0 past each sequence's end, and h_n (L * D, B, H).
         """
         x = check_array(x, "input", ndim=3, dtype=self.dtype)
         if self.batch_first:
@@ -140,70 +155,98 @@ class MinimalLayer:
             raise ValueError(
                 f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}"
             )
-        shape = (self.num_layers, B, self.hidden_size)
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         h0 = np.full(shape, 0.5, self.dtype) if h0 is None else check_state(h0, "h0", shape, self.dtype)
         if (h0 <= 0).any():
             raise ValueError(f"h0 must be positive, got min {h0.min()}")
+        mask = None
+        if lengths is not None:
+            lengths = check_lengths(lengths, T, B)
+            mask = (np.arange(T)[:, None] < lengths[None, :])[:, :, None].astype(self.dtype)  # (T, B, 1)
         caches, h_n, layer_input = [], [], x
-        for k in range(self.num_layers):
-            xp = self._project(k, layer_input)  # (T, B, G): all input projections at once
-            h, ys, steps = h0[k], np.empty((T, B, self.hidden_size), self.dtype), []
-            for t in range(T):
-                h, step_cache = self.cell.step(xp[t], h)
-                ys[t] = h
-                steps.append(step_cache)
-            caches.append((layer_input, steps))
-            h_n.append(h)
-            layer_input = ys
-        self._cache = (caches, T, B)
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                xp = self._project(self._suffixes()[k], layer_input)  # (T, B, G): all projections at once
+                ys, h, steps = self._scan(xp, h0[k], mask, reverse=bool(direction))
+                caches.append((layer_input, steps))
+                h_n.append(h)
+                outputs.append(ys)
+            layer_input = np.concatenate(outputs, axis=2)  # (T, B, D * H)
+        self._cache = (caches, mask, T, B)
         output = layer_input.transpose(1, 0, 2) if self.batch_first else layer_input
         return output, np.stack(h_n)
 
     __call__ = forward
 
+    def _scan(self, xp, h, mask, reverse):
+        """One layer-direction over time: outputs (T, B, H), the final state, the per-step caches."""
+        T, B, _ = xp.shape
+        ys, steps = np.empty((T, B, self.hidden_size), self.dtype), {}
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            new, steps[t] = self.cell.step(xp[t], h)
+            if mask is None:
+                h = ys[t] = new
+            else:  # (B, 1) mask[t]: is step t inside the sequence? Past its end the state is frozen
+                h, ys[t] = np.where(mask[t], new, h), np.where(mask[t], new, 0.0)
+        return ys, h, steps
+
+    def _scan_backward(self, d_ys, dh, steps, mask, reverse):
+        """The forward loop, reversed: d_xp (T, B, G) and the gradient of the initial state (B, H)."""
+        T, B, H = d_ys.shape
+        d_xp = np.empty((T, B, self.cell.gates * H), self.dtype)
+        for t in (range(T) if reverse else range(T - 1, -1, -1)):
+            m = 1.0 if mask is None else mask[t]
+            dh = dh + m * d_ys[t]  # h_t feeds the output (0 past the end) and the next step
+            d_xp[t], dh_prev = self.cell.step_backward(m * dh, steps[t])
+            dh = dh_prev + (1.0 - m) * dh  # past the end the step was the identity
+        return d_xp, dh
+
     def backward(self, d_output, d_h_n=None):
         """Backpropagation through time for the last `forward`.
 
         Args:
-            d_output: dL/d output, shaped as the output; d_h_n: dL/d h_n (L, B, H), zeros when None.
+            d_output: dL/d output, shaped as the output; d_h_n: dL/d h_n (L * D, B, H), zeros when None.
 
         Returns:
             A dict with the gradient of every parameter under its state_dict name, "input" (shaped as x), and
-            "h0" (L, B, H).
+            "h0" (L * D, B, H).
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() first")
-        caches, T, B = self._cache
-        H = self.hidden_size
-        d_output = check_array(d_output, "d_output", shape=(B, T, H) if self.batch_first else (T, B, H),
-                               dtype=self.dtype)
+        caches, mask, T, B = self._cache
+        H, D = self.hidden_size, self.num_directions
+        shape = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        d_output = check_array(d_output, "d_output", shape=shape, dtype=self.dtype)
         if self.batch_first:
             d_output = d_output.transpose(1, 0, 2)
-        shape = (self.num_layers, B, H)
+        shape = (self.num_layers * D, B, H)
         if d_h_n is None:
             d_h_n = np.zeros(shape, self.dtype)
         d_h_n = check_state(d_h_n, "d_h_n", shape, self.dtype)
         grads, d_h0 = {}, np.zeros(shape, self.dtype)
-        d_ys = d_output
-        for k in reversed(range(self.num_layers)):
-            layer_input, steps = caches[k]
-            d_xp = np.empty((T, B, self.cell.gates * H), self.dtype)
-            dh = d_h_n[k]
-            for t in reversed(range(T)):
-                dh = dh + d_ys[t]  # h_t feeds the output and the next step
-                d_xp[t], dh = self.cell.step_backward(dh, steps[t])
-            d_h0[k] = dh
-            W = self.params[f"weight_ih_l{k}"]
-            grads[f"weight_ih_l{k}"] = d_xp.reshape(T * B, -1).T @ layer_input.reshape(T * B, -1)
-            if self.bias:
-                grads[f"bias_ih_l{k}"] = d_xp.sum(axis=(0, 1))
-            d_ys = d_xp @ W  # (T, B, I_k): the gradient of the layer below's output
+        d_ys = d_output  # (T, B, D * H)
+        for layer in reversed(range(self.num_layers)):
+            d_below = 0.0
+            for direction in range(D):
+                k = layer * D + direction
+                sfx = self._suffixes()[k]
+                layer_input, steps = caches[k]
+                d_y = d_ys[:, :, direction * H:(direction + 1) * H]  # (T, B, H)
+                d_xp, d_h0[k] = self._scan_backward(d_y, d_h_n[k], steps, mask, reverse=bool(direction))
+                grads[f"weight_ih{sfx}"] = d_xp.reshape(T * B, -1).T @ layer_input.reshape(T * B, -1)
+                if self.bias:
+                    grads[f"bias_ih{sfx}"] = d_xp.sum(axis=(0, 1))
+                d_below = d_below + d_xp @ self.params[f"weight_ih{sfx}"]  # (T, B, I_k)
+            d_ys = d_below  # the gradient of the layer below's output
         grads["input"] = d_ys.transpose(1, 0, 2) if self.batch_first else d_ys
         grads["h0"] = d_h0
         return {name: grads[name] for name in [*self.params, "input", "h0"]}
 
     def __repr__(self):
         extra = f", num_layers={self.num_layers}" if self.num_layers > 1 else ""
+        extra += ", bidirectional=True" if self.bidirectional else ""
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
 
 
