@@ -40,8 +40,8 @@ def _explain(args: argparse.Namespace) -> int:
 # Shortcut flags every task has; each task adds its own (TaskSpec.train_flags); every key of the run config
 # can also be set with --set section.key=value.
 _TRAIN_FLAGS = [
-    ("--max-steps", "trainer.max_steps", int, "stop after this many optimiser steps"),
-    ("--max-epochs", "trainer.max_epochs", int, "passes over the training data"),
+    ("--max-steps", "trainer.max_steps", int, "optimiser steps to train (the budget; -1: --max-epochs is)"),
+    ("--max-epochs", "trainer.max_epochs", int, "passes over the training data, when max_steps is -1"),
     ("--devices", "trainer.devices", str, "processes/devices per node; > 1 trains data-parallel (DDP)"),
     ("--accelerator", "trainer.accelerator", str, "cpu, gpu, mps or auto"),
     ("--num-nodes", "trainer.num_nodes", int, "machines for multi-node DDP"),
@@ -122,6 +122,10 @@ def _train(args: argparse.Namespace) -> int:
     if getattr(rank_zero_only, "rank", 0) == 0:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
         print(f"run directory: {result.run_dir}  (step {result.global_step}; {shown})")
+        if result.ended:
+            print(f"rnnkit train: ended: {result.ended}", file=sys.stderr)
+        if result.end and result.end["reason"].startswith("SIG"):
+            print(f"rnnkit train: continue with: rnnkit train --resume {result.run_dir}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,10 @@ error, and the engine monitors "mae" (min).
 
 Run as a script (the SIGKILL and DDP tests start it as a process):
 
-    python tests/engine_task.py RUN_DIR MAX_STEPS [--resume] [--devices N] [--batch-size B]
+    python tests/engine_task.py RUN_DIR MAX_STEPS [--resume] [--devices N] [--batch-size B] [--sleep S]
+        [--val-every N] [--checkpoint-every N]
+
+It prints the final step and MAE on stdout, and how the run ended.
 """
 
 from __future__ import annotations
@@ -104,14 +107,17 @@ def build(config: RegressionConfig, resume_dir: Path | None) -> BuiltTask:
     return BuiltTask(task, config)
 
 
-def config_for(run_dir: Path, max_steps: int, devices: int = 1, batch_size: int = 8, dropout: float = 0.2):
+def config_for(run_dir: Path, max_steps: int, devices: int = 1, batch_size: int = 8, dropout: float = 0.2,
+               **trainer):
+    """The test run: 9 batches of 8 an epoch; `trainer` overrides TrainerConfig fields."""
+    defaults = {"max_epochs": 100, "val_check_interval": 3, "checkpoint_every_n_steps": 1}
+    trainer = {"accelerator": "cpu", **defaults, **trainer}
     return RegressionConfig(
         batch_size=batch_size,
         dropout=dropout,
         trainer=TrainerConfig(
-            max_steps=max_steps, max_epochs=100, accelerator="cpu", devices=devices, seed=5,
-            val_check_interval=3, checkpoint_every_n_steps=1, progress_bar=False, log_every_n_steps=1,
-            output_dir=str(run_dir.parent), run_name=run_dir.name,
+            max_steps=max_steps, devices=devices, seed=5, progress_bar=False,
+            log_every_n_steps=1, output_dir=str(run_dir.parent), run_name=run_dir.name, **trainer,
         ),
     )
 
@@ -125,6 +131,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step (to kill it mid-run)")
+    parser.add_argument("--val-every", type=int, default=3)
+    parser.add_argument("--checkpoint-every", type=int, default=1)
     args = parser.parse_args(argv)
     callbacks = []
     if args.sleep:
@@ -137,9 +145,11 @@ def main(argv: list[str]) -> int:
                 time.sleep(args.sleep)
 
         callbacks.append(Slow())
-    config = config_for(args.run_dir, args.max_steps, args.devices, args.batch_size, args.dropout)
+    config = config_for(args.run_dir, args.max_steps, args.devices, args.batch_size, args.dropout,
+                        val_check_interval=args.val_every, checkpoint_every_n_steps=args.checkpoint_every)
     result = train_run(build, config, args.run_dir if args.resume else None, callbacks=callbacks)
     print(f"step {result.global_step} mae {result.metrics.get('valid_mae', float('nan')):.6f}")
+    print(f"ended: {result.ended}")
     return 0
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "save_tree",
     "load_tree",
     "SafeCheckpointIO",
+    "write_atomic",
 ]
 
 MODEL_FORMAT = "rnnkit.model"
@@ -58,7 +59,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -75,7 +76,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
     # safetensors refuses tensors that share memory (tied weights); a contiguous copy of each is always safe.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _write_atomic(Path(path), save_safetensors_bytes(tensors, metadata={"rnnkit": json.dumps(header)}))
+    write_atomic(Path(path), save_safetensors_bytes(tensors, metadata={"rnnkit": json.dumps(header)}))
 
 
 def _read(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

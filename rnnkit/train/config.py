@@ -83,9 +83,11 @@ class TrainerConfig:
     """The training loop (PyTorch Lightning), devices, checkpoints and logging.
 
     Args:
-        max_epochs: passes over the training data.
-        max_steps: stop after this many optimiser steps (-1 = no limit).
-        max_time_minutes: stop after this much wall-clock time (0 = no limit), checked after each batch.
+        max_epochs: passes over the training data; the budget only when max_steps is -1.
+        max_steps: optimiser steps to train; when set (not -1) it is the budget and max_epochs is ignored.
+        max_time_minutes: stop after this much training time (0 = no limit), summed over resumes and checked
+            after each step. Whichever limit ends a run is printed and kept in its checkpoint
+            (rnnkit.train.stopping).
         seed: seeds Python, NumPy and torch; with the same seed a run is reproducible.
         accelerator: "cpu", "gpu", "mps" or "auto".
         devices: number of devices (processes) per node, or "auto"; > 1 trains data-parallel (DDP).

@@ -5,6 +5,10 @@ batches, metrics), the config with whatever the data decided filled in (e.g. the
 small files the run directory keeps so that a resume rebuilds the same task (e.g. vocabulary.json). Nothing
 here knows what the task is.
 
+The run directory changes only once training has started (`RunFiles`, at Lightning's on_train_start: the
+devices are set up and the checkpoint has loaded): a command that fails before leaves an existing run as it
+was, and a new run's folder is removed again, so its name stays free.
+
     run = train_run(build_language_model, config, argv=sys.argv)        # a new run directory
     run = train_run(build_language_model, config, resume_dir=run.run_dir)  # continue it exactly
 """
@@ -12,12 +16,17 @@ here knows what the task is.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import dump_yaml
+import yaml
+from pytorch_lightning.callbacks import Callback
+
+from .checkpoint import write_atomic
+from .config import to_dict
 from .module import Task
 from .trainer import FitResult, fit, make_run_dir, write_command
 
@@ -49,6 +58,23 @@ def absolute_data_path(config):
     return dataclasses.replace(config, data=dataclasses.replace(data, path=str(Path(path).resolve())))
 
 
+class RunFiles(Callback):
+    """Writes config.yaml, the task's files and the command line when training starts (global rank 0)."""
+
+    def __init__(self, run_dir: Path, built: BuiltTask, argv: list[str] | None):
+        self.run_dir, self.built, self.argv = run_dir, built, argv
+        self.written = False
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            text = yaml.safe_dump(to_dict(self.built.config), sort_keys=False)
+            write_atomic(self.run_dir / "config.yaml", text.encode("utf-8"))
+            for name, text in self.built.files.items():
+                write_atomic(self.run_dir / name, text.encode("utf-8"))
+            write_command(self.run_dir, self.argv)
+        self.written = True
+
+
 def train_run(
     build: Callable[[Any, Path | None], BuiltTask],
     config,
@@ -65,16 +91,17 @@ def train_run(
     pl.seed_everything(config.trainer.seed, verbose=False)
     built = build(config, resume)
     run_dir = resume if resume is not None else make_run_dir(built.config.trainer, built.task.name)
-    if pl.utilities.rank_zero_only.rank == 0:
-        dump_yaml(built.config, run_dir / "config.yaml")
-        for name, text in built.files.items():
-            (run_dir / name).write_text(text, encoding="utf-8")
-        write_command(run_dir, argv)
-    return fit(
-        built.task,
-        built.config.optim,
-        built.config.trainer,
-        run_dir,
-        resume=resume is not None,
-        callbacks=callbacks,
-    )
+    files = RunFiles(run_dir, built, argv)
+    try:
+        return fit(
+            built.task,
+            built.config.optim,
+            built.config.trainer,
+            run_dir,
+            resume=resume is not None,
+            callbacks=[files, *(callbacks or [])],
+        )
+    except BaseException:
+        if resume is None and not files.written and pl.utilities.rank_zero_only.rank == 0:
+            shutil.rmtree(run_dir, ignore_errors=True)  # make_run_dir made it, empty: free the name again
+        raise

@@ -10,6 +10,11 @@
       model-last.safetensors         the model at the end of training
       plots/loss.png       one panel per metric, labelled from the task's units
 
+How a run ends (the limits, signals, the last step validated and checkpointed) is rnnkit.train.stopping. A
+command that fails leaves the run directory as it was: a resumed run logs to a side folder that is merged
+into metrics.csv only when training ends, and a new run that fails before its first step removes its folder
+(rnnkit.train.run).
+
 Lightning provides the loop, progress bar, gradient clipping, mixed precision, early stopping and
 data-parallel training (`devices=2, accelerator="cpu"` runs two processes with DDP over gloo; the same
 options select several GPUs or nodes). Checkpoints go through `SafeCheckpointIO`: no pickle anywhere.
@@ -18,8 +23,11 @@ options select several GPUs or nodes). Checkpoints go through `SafeCheckpointIO`
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 import warnings
@@ -31,23 +39,35 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from .checkpoint import SafeCheckpointIO, save_model
+from .checkpoint import (
+    CheckpointError,
+    SafeCheckpointIO,
+    load_model_file,
+    load_tree,
+    save_model,
+    write_atomic,
+)
 from .config import OptimConfig, TrainerConfig
 from .module import Task, TaskModule
+from .stopping import EndOfRun, already_finished, describe, lightning_max_epochs
 
 __all__ = ["FitResult", "make_run_dir", "fit", "evaluate", "RESUME_CHECKPOINT"]
 
 RESUME_CHECKPOINT = Path("checkpoints") / "last.safetensors"
+_RESUMED_LOGS = ".resumed-logs"  # a resumed run's CSV logger writes here until the run has ended
 _RUN_DIR_ENV = "RNNKIT_DDP_RUN_DIR"  # rank 0 names the run directory; DDP worker processes inherit it
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """What `fit` returns: the run directory, the final metrics, and the steps taken."""
+    """What `fit` returns: the run directory, the final metrics, the steps taken, and why the run ended
+    (`end`: {reason, step, epochs, seconds}, see rnnkit.train.stopping; `ended`: the same in words)."""
 
     run_dir: Path
     metrics: dict[str, float]
     global_step: int
+    end: dict | None = None
+    ended: str = ""
 
 
 def _is_worker_process() -> bool:
@@ -128,7 +148,16 @@ class ExportModel(Callback):
         return {"best": self.best}
 
     def load_state_dict(self, state_dict):
-        self.best = state_dict["best"]
+        self.best = min(state_dict["best"], self._best_on_disk())
+
+    def _best_on_disk(self) -> float:
+        """sign * the monitored metric of model.safetensors: a validation after the last checkpoint (the one
+        at a run's final step) may have exported a model that the checkpoint's `best` has not seen."""
+        path = self.run_dir / "model.safetensors"
+        if not path.is_file():
+            return float("inf")
+        value = load_model_file(path)[1].get("metrics", {}).get(self.monitor)
+        return float("inf") if value is None else self.sign * float(value)
 
 
 def _resume_checkpoint_callback(run_dir: Path, every_n_steps: int) -> ModelCheckpoint:
@@ -144,35 +173,46 @@ def _resume_checkpoint_callback(run_dir: Path, every_n_steps: int) -> ModelCheck
     return checkpoint
 
 
-def _set_aside(metrics_csv: Path) -> list[dict]:
-    """Read and remove metrics.csv before a resumed run's logger replaces it."""
-    if _is_worker_process() or not metrics_csv.is_file():
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
         return []
-    with open(metrics_csv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    metrics_csv.unlink()
-    return rows
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
-def _merge_metrics(metrics_csv: Path, earlier: list[dict]) -> None:
-    """Earlier rows up to the resumed step, then the resumed run's rows (which replace the rest)."""
-    later = []
-    if metrics_csv.is_file():
-        with open(metrics_csv, newline="", encoding="utf-8") as f:
-            later = list(csv.DictReader(f))
+def _merge_metrics(metrics_csv: Path, resumed_csv: Path) -> None:
+    """metrics.csv := its rows before the resumed part's first step, then the resumed part's rows (which
+    replace the rest), written atomically."""
+    earlier, later = _read_rows(metrics_csv), _read_rows(resumed_csv)
     first = min((int(r["step"]) for r in later), default=None)
     rows = [r for r in earlier if first is None or int(r["step"]) < first] + later
     keys = sorted({k for r in rows for k in r})
-    with open(metrics_csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(metrics_csv, text.getvalue().encode("utf-8"))
+
+
+def _checkpoint_end(ckpt_path: Path) -> dict | None:
+    """How the run that wrote `ckpt_path` ended ({reason, step, ...}), None when it did not (yet); a
+    checkpoint that cannot be read is refused here, before anything in the run directory changes."""
+    try:
+        state = load_tree(ckpt_path)
+        return state.get("callbacks", {}).get(EndOfRun.__qualname__, {}).get("end")
+    except (CheckpointError, AttributeError) as e:
+        raise CheckpointError(f"cannot resume from {ckpt_path}: {e}") from e
 
 
 def _lightning_trainer(
-    config: TrainerConfig, run_dir: Path | None, callbacks: list, grad_clip: float
+    config: TrainerConfig,
+    run_dir: Path | None,
+    callbacks: list,
+    grad_clip: float,
+    log_dir: Path | None = None,
 ) -> pl.Trainer:
-    logger = CSVLogger(save_dir=run_dir, name="", version="") if run_dir is not None else False
+    log_dir = log_dir or run_dir
+    logger = CSVLogger(save_dir=log_dir, name="", version="") if log_dir is not None else False
     try:
         return _make_trainer(config, run_dir, callbacks, grad_clip, logger)
     except MisconfigurationException as e:  # e.g. 16-mixed precision on a CPU, or a GPU that is not there
@@ -186,9 +226,8 @@ def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) 
         num_nodes=config.num_nodes,
         strategy=config.strategy,
         precision=config.precision,
-        max_epochs=config.max_epochs,
+        max_epochs=lightning_max_epochs(config),  # max_steps and max_time: rnnkit.train.stopping.EndOfRun
         max_steps=config.max_steps,
-        max_time={"minutes": config.max_time_minutes} if config.max_time_minutes else None,
         val_check_interval=config.val_check_interval or None,
         check_val_every_n_epoch=None if config.val_check_interval else 1,
         limit_val_batches=config.limit_val_batches or None,
@@ -218,7 +257,9 @@ def fit(
     """Train `task.model` in `run_dir`; with `resume`, continue exactly from its last checkpoint.
 
     Returns:
-        FitResult with the final logged metrics (valid_* from the last validation, train_loss).
+        FitResult with the final logged metrics (valid_* from the last validation, train_loss) and the end.
+    Raises:
+        CheckpointError / FileNotFoundError: `resume` without a readable checkpoint (nothing is changed).
     """
     ckpt_path = None
     if resume:
@@ -228,10 +269,15 @@ def fit(
                 f"cannot resume: no checkpoint at {ckpt_path} (the run stopped before its "
                 "first checkpoint was written)"
             )
+        end = _checkpoint_end(ckpt_path)
+        if already_finished(end, config):
+            return _finished(run_dir, end, config)
     monitor, mode = monitored(task, config)
+    end_of_run = EndOfRun(config, run_dir / RESUME_CHECKPOINT)
     all_callbacks = [
         _resume_checkpoint_callback(run_dir, config.checkpoint_every_n_steps),
         ExportModel(run_dir, task, monitor, mode),
+        end_of_run,
     ]
     if config.early_stopping_patience and task.valid_batches is not None:
         stop = EarlyStopping(
@@ -241,23 +287,41 @@ def fit(
             check_on_train_epoch_end=False,
         )
         all_callbacks.append(stop)
-    trainer = _lightning_trainer(config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip)
-    module = TaskModule(task, optim)
-    earlier_metrics = _set_aside(run_dir / "metrics.csv") if resume else []  # the CSV logger starts afresh
-    with warnings.catch_warnings():
-        # Our loader is an in-order token stream: resumption is handled by TaskModule, not by Lightning.
-        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-        trainer.fit(module, ckpt_path=ckpt_path)
+    log_dir = run_dir / _RESUMED_LOGS if resume else run_dir
+    try:
+        trainer = _lightning_trainer(
+            config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip, log_dir
+        )
+        with warnings.catch_warnings():
+            # Our loader is an in-order token stream: resumption is handled by TaskModule, not by Lightning.
+            warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+            trainer.fit(TaskModule(task, optim), ckpt_path=ckpt_path)
+        if trainer.is_global_zero and resume:
+            _merge_metrics(run_dir / "metrics.csv", log_dir / "metrics.csv")
+    finally:
+        if resume and not _is_worker_process():
+            shutil.rmtree(log_dir, ignore_errors=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    end = end_of_run.end
     if trainer.is_global_zero:
-        if earlier_metrics:
-            _merge_metrics(run_dir / "metrics.csv", earlier_metrics)
         from .plots import plot_loss_curves
 
         plot_loss_curves(run_dir / "metrics.csv", run_dir / "plots" / "loss.png", task.units)
-    return FitResult(run_dir=run_dir, metrics=metrics, global_step=trainer.global_step)
+    return FitResult(run_dir, metrics, trainer.global_step, end, describe(end, config) if end else "")
+
+
+def _finished(run_dir: Path, end: dict, config: TrainerConfig) -> FitResult:
+    """A resumed run that has nothing left to do: say so, change nothing."""
+    ended = describe(end, config)
+    logging.getLogger("rnnkit").warning(
+        "rnnkit: %s already ended (%s); nothing to do: raise the limit (e.g. --max-steps) to train on",
+        run_dir, ended,
+    )
+    model_file = run_dir / "model-last.safetensors"
+    metrics = load_model_file(model_file)[1].get("metrics", {}) if model_file.is_file() else {}
+    return FitResult(run_dir, metrics, end["step"], end, ended)
 
 
 def evaluate(task: Task, config: TrainerConfig) -> dict[str, float]:
