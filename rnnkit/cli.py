@@ -86,10 +86,10 @@ def _task_of_args(args: argparse.Namespace) -> str:
 
     if args.command == "train":
         return task_of_config(_read_config_mapping(args))
-    if getattr(args, "checkpoint", None):
-        from rnnkit.train.checkpoint import load_model_file
+    if getattr(args, "model", None):
+        from rnnkit.tasks import task_of_model
 
-        return load_model_file(args.checkpoint)[1].get("task", DEFAULT_TASK)
+        return task_of_model(args.model)
     return DEFAULT_TASK
 
 
@@ -129,15 +129,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from rnnkit.tasks import get_task
+_MODEL_HELP = "a model file (e.g. runs/NAME/model.safetensors) or a run directory (runs/NAME)"
 
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rnnkit.tasks import get_task, resolve_model_path
+
+    args.model = resolve_model_path(args.model)
     return get_task(args.task).evaluate(args)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from rnnkit.tasks import get_task
+    from rnnkit.tasks import get_task, resolve_model_path
 
+    args.model = resolve_model_path(args.model)
     return get_task(args.task).predict(args)
 
 
@@ -182,8 +187,7 @@ def _add_train_parsers(sub, spec) -> None:
         description=f"Evaluate a model file written by `rnnkit train` (model.safetensors); flags of task "
         f"{spec.name}. A language model reports mean cross-entropy in nats, bits per token and perplexity.",
     )
-    evaluate.add_argument("--checkpoint", required=True, metavar="FILE",
-                          help="model file, e.g. runs/NAME/model.safetensors")
+    evaluate.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     spec.add_evaluate_arguments(evaluate)
     evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default: auto)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -201,8 +205,7 @@ def _add_train_parsers(sub, spec) -> None:
         "plain-text model it is an error); with --acrostic, line k starts with the k-th given character "
         "(4 -> quatrain, 8 -> regulated verse).",
     )
-    predict.add_argument("checkpoint", metavar="CHECKPOINT",
-                         help="model file, e.g. runs/NAME/model.safetensors")
+    predict.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     spec.add_predict_arguments(predict)
     predict.set_defaults(func=_predict, task=spec.name)
 

@@ -205,8 +205,8 @@ def _run(config, prompt, sample_length, temperature, log, stream) -> DemoResult:
     log(
         f"\nrun directory: {result.run_dir}  (config.yaml, metrics.csv, plots/loss.png, model.safetensors)\n"
         "next:\n"
-        f"  rnnkit generate {run}/model.safetensors --prompt 'def ' --temperature 0.7 --seed 1\n"
-        f"  rnnkit evaluate --checkpoint {run}/model.safetensors --data {data}\n"
+        f"  rnnkit generate {run} --prompt 'def ' --temperature 0.7 --seed 1\n"
+        f"  rnnkit evaluate {run} --data {data}\n"
         "  rnnkit train --config configs/tiny_char.yaml --data YOUR.txt   # a model of your own text\n"
         "  rnnkit demo --numpy   # the same job in NumPy, with hand-written backpropagation through time"
     )

@@ -171,7 +171,7 @@ def test_train_evaluate_generate_through_the_cli(tmp_path, capsys, tie):
     assert loss < fresh_loss
 
     capsys.readouterr()
-    argv = ["evaluate", "--checkpoint", str(model_file), "--data", str(tmp_path / "t.txt"), "--json",
+    argv = ["evaluate", str(model_file), "--data", str(tmp_path / "t.txt"), "--json",
             "--accelerator", "cpu", "--split", "all"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -46,9 +46,9 @@ def test_demo_trains_with_the_engine_and_samples_from_its_checkpoint(tmp_path, c
     sample_line = out.split("temperature 0.8):\n\n", 1)[1]
     assert sample_line.startswith("def ")
     demo_sample = sample_line[: len("def ") + 40]
-    assert f"rnnkit generate {run_dir}/model.safetensors" in out
+    assert f"rnnkit generate {run_dir} --prompt" in out
     corpus = tmp_path / "python_docs.txt"
-    assert f"rnnkit evaluate --checkpoint {run_dir}/model.safetensors --data {corpus}" in out
+    assert f"rnnkit evaluate {run_dir} --data {corpus}" in out
 
     code = main(["generate", str(run_dir / "model.safetensors"), "--prompt", "def ", "--max-new-tokens", "40",
                  "--temperature", "0.8", "--seed", "3"])

@@ -174,7 +174,7 @@ def test_poem_and_text_model_mismatch(poem_runs, tmp_path, capsys):
 def test_evaluate_poem_model(poem_runs, capsys):
     data, models = poem_runs
     code, out, err = run(
-        ["evaluate", "--checkpoint", models["traditional"], "--data", data, "--json", "--accelerator", "cpu"],
+        ["evaluate", models["traditional"], "--data", data, "--json", "--accelerator", "cpu"],
         capsys,
     )
     assert code == 0, err

@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cli import main
 from rnnkit.train.checkpoint import save_model
 
@@ -64,8 +65,7 @@ def test_train_then_evaluate(tmp_path, capsys):
     code, out, err = run(
         [
             "evaluate",
-            "--checkpoint",
-            str(tmp_path / "runs/x/model.safetensors"),
+            str(tmp_path / "runs/x"),  # a run directory: its model.safetensors
             "--data",
             str(tmp_path / "t.txt"),
             "--json",
@@ -78,6 +78,11 @@ def test_train_then_evaluate(tmp_path, capsys):
     metrics = json.loads(out.strip().splitlines()[-1])
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / 0.6931471805599453)
     assert 0 < metrics["loss"] < 5 and metrics["tokens"] > 0
+    lm = rnnkit.load(tmp_path / "runs/x")  # the same model from Python, in one line
+    assert lm.evaluate(tmp_path / "t.txt")["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
+    text = lm.generate("the ", max_new_tokens=12, seed=3)
+    assert len(text) == 12 and text == rnnkit.load(tmp_path / "runs/x/model.safetensors").generate(
+        "the ", max_new_tokens=12, seed=3)
     assert f"path: {tmp_path / 't.txt'}" in (tmp_path / "runs/x/config.yaml").read_text()  # resolved
     (tmp_path / "runs/x/checkpoints/last.safetensors").write_bytes(b"not a checkpoint")
     code, out, err = run(["train", "--resume", str(tmp_path / "runs/x"), "--max-steps", "9"], capsys)
@@ -114,9 +119,11 @@ def test_help_lists_every_config_key(capsys):
         (["train", "--max-steps", "1"], "no training text: give --data PATH"),
         (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
         (["train", "--resume", "nowhere"], "cannot resume: nowhere/config.yaml not found"),
-        (["evaluate", "--checkpoint", "nope.safetensors", "--data", "t.txt"], "checkpoint not found"),
-        (["evaluate", "--checkpoint", "other.safetensors", "--data", "t.txt"], "unknown task 'classifier'"),
-        (["evaluate", "--checkpoint", "t.txt", "--data", "t.txt"], "not a readable rnnkit checkpoint"),
+        (["evaluate", "nope.safetensors", "--data", "t.txt"], "no such model file or run directory"),
+        (["evaluate", "other.safetensors", "--data", "t.txt"], "unknown task 'classifier'"),
+        (["evaluate", "t.txt", "--data", "t.txt"], "not a readable rnnkit checkpoint"),
+        (["evaluate", ".", "--data", "t.txt"], "is a folder without model.safetensors"),
+        (["generate", "."], "expected a model file or a run directory"),
     ],
 )
 def test_helpful_errors(tmp_path, monkeypatch, capsys, argv, message):

@@ -4,6 +4,10 @@ A task file defines `SPEC = TaskSpec(...)`: its run-config class, how to build t
 how to evaluate and predict with a trained model file, and its command-line flags. A run config and a model
 file name their task (`task:` key; the `task` of the model file's metadata), so the CLI finds the spec.
 
+Every command that uses a trained model takes it the same way, as its first argument: a model file, or a run
+directory (its model.safetensors) -- `resolve_model_path`. `load(path)` (also `rnnkit.load`) returns the
+task's ready-to-use object, e.g. a language model with `generate` and `evaluate`.
+
 Adding a task: write rnnkit/tasks/<name>.py with a SPEC, add one line to `REGISTRY` (docs/architecture.md).
 Task modules are imported on first use, so `rnnkit --help` does not load torch.
 """
@@ -17,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REGISTRY", "TaskSpec", "Flag", "get_task", "task_of_config", "DEFAULT_TASK"]
+__all__ = ["REGISTRY", "TaskSpec", "Flag", "get_task", "task_of_config", "resolve_model_path", "load",
+           "DEFAULT_TASK"]
 
 # task name -> module that defines its SPEC
 REGISTRY: dict[str, str] = {
@@ -42,6 +47,7 @@ class TaskSpec:
         add_evaluate_arguments / evaluate: the flags of `rnnkit evaluate MODEL` and what it does
             (args -> exit code; results on stdout).
         add_predict_arguments / predict: likewise for `rnnkit predict MODEL` (alias `generate`).
+        load: model file path -> the trained model as an object with the task's methods (`rnnkit.load`).
     """
 
     name: str
@@ -54,6 +60,7 @@ class TaskSpec:
     evaluate: Callable[[argparse.Namespace], int]
     add_predict_arguments: Callable[[argparse.ArgumentParser], None]
     predict: Callable[[argparse.Namespace], int]
+    load: Callable[[Path], Any]
 
 
 def get_task(name: str) -> TaskSpec:
@@ -69,3 +76,34 @@ def task_of_config(data: dict) -> str:
     if not isinstance(task, str):
         raise ValueError(f"config key 'task' must be a task name, got {task!r}")
     return task
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """The model file a command means by `path`: the file itself, or a run directory's model.safetensors."""
+    path = Path(path)
+    if path.is_dir():
+        model = path / "model.safetensors"
+        if not model.is_file():
+            found = sorted(p.name for p in path.glob("*.safetensors"))
+            raise FileNotFoundError(
+                f"{path} is a folder without model.safetensors: expected a model file or a run directory"
+                + (f" (it holds {', '.join(found)})" if found else "")
+            )
+        return model
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file or run directory: {path}")
+    return path
+
+
+def task_of_model(path: str | Path) -> str:
+    """The task a model file (or run directory) was trained for, from its metadata."""
+    from rnnkit.train.checkpoint import load_model_file
+
+    return load_model_file(resolve_model_path(path))[1].get("task", DEFAULT_TASK)
+
+
+def load(path: str | Path):
+    """A trained model, ready to use: `rnnkit.load("runs/shakespeare")` -> the task's object (for a language
+    model: `.generate(prompt)`, `.evaluate(text_path)`), from a model file or a run directory."""
+    model_file = resolve_model_path(path)
+    return get_task(task_of_model(model_file)).load(model_file)

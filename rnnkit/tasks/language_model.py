@@ -49,6 +49,7 @@ __all__ = [
     "UNITS",
     "upgrade_config",
     "language_model_task",
+    "TrainedLanguageModel",
     "train_language_model",
     "load_language_model",
     "training_data",
@@ -175,6 +176,47 @@ def load_language_model(
     return model.eval(), vocab, meta
 
 
+@dataclass
+class TrainedLanguageModel:
+    """A trained language model, ready to use (`rnnkit.load(path)` returns one for a language-model file).
+
+        >>> lm = rnnkit.load("runs/shakespeare_gru")                        # doctest: +SKIP
+        >>> lm.generate("ROMEO:", max_new_tokens=100, temperature=0.8, seed=1)   # doctest: +SKIP
+        >>> lm.evaluate("../shared/data/tinyshakespeare/input.txt")["loss"]      # doctest: +SKIP
+    """
+
+    model: LanguageModel
+    vocabulary: Vocabulary
+    metadata: dict
+    path: Path
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainedLanguageModel:
+        model, vocab, meta = load_language_model(path)
+        return cls(model, vocab, meta, Path(path))
+
+    def generate(self, prompt: str = "", max_new_tokens: int = 200, **decoding) -> str:
+        """The continuation of `prompt` (rnnkit.decode.generate: temperature, top_k, top_p, greedy,
+        beam_size, seed, stream)."""
+        from rnnkit.decode import generate
+
+        return generate(self.model, self.vocabulary, prompt, max_new_tokens, **decoding)
+
+    def poem(self, chars: int = 5, lines: int = 4, acrostic: str | None = None, **decoding) -> str:
+        """A well-formed Tang poem from a poem model (rnnkit.decode.generate_poem)."""
+        from rnnkit.decode import generate_poem
+
+        return generate_poem(self.model, self.vocabulary, chars, lines, acrostic, **decoding)
+
+    def evaluate(self, data_path: str | Path, split: str = "valid", accelerator: str = "cpu") -> dict:
+        """{loss (nats), bpc, ppl, tokens} on text read as in training (`split`: valid, train or all)."""
+        metrics = evaluate_language_model(self.path, data_path, split, accelerator=accelerator,
+                                          progress_bar=False)
+        return {k.removeprefix("valid_"): v for k, v in metrics.items()}
+
+    predict = generate
+
+
 def training_data(meta: dict) -> TextDataConfig | None:
     """The data config a model file was trained with (from its metadata), or None when the file records none
     (a model saved by hand rather than by `rnnkit train`).
@@ -285,13 +327,13 @@ def add_evaluate_arguments(parser) -> None:
 
 def evaluate_command(args) -> int:
     """`rnnkit evaluate`: cross-entropy, bits per token and perplexity on stdout (JSON with --json)."""
-    metrics = evaluate_language_model(args.checkpoint, args.data, args.split, args.batch_size, args.bptt,
+    metrics = evaluate_language_model(args.model, args.data, args.split, args.batch_size, args.bptt,
                                       args.accelerator, progress_bar=not args.json)
     metrics = {k.removeprefix("valid_"): v for k, v in metrics.items()}
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{args.checkpoint} on {args.data} ({args.split}, {int(metrics['tokens'])} tokens): "
+        print(f"{args.model} on {args.data} ({args.split}, {int(metrics['tokens'])} tokens): "
               f"cross-entropy {metrics['loss']:.4f} nats, {metrics['bpc']:.4f} bits per token, "
               f"perplexity {metrics['ppl']:.3f}")
     return 0
@@ -325,7 +367,7 @@ def predict_command(args) -> int:
     """`rnnkit predict` / `rnnkit generate`: continue a prompt (or write a poem with a poem model)."""
     from rnnkit.decode import generate, generate_poem
 
-    model, vocab, meta = load_language_model(args.checkpoint)
+    model, vocab, meta = load_language_model(args.model)
     sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
 
     def stream(piece: str) -> None:
@@ -335,7 +377,7 @@ def predict_command(args) -> int:
     poem_model = data is not None and data.dataset == "tang_poems"
     if (args.poem or args.acrostic) and data is not None and not poem_model:
         raise ValueError(
-            f"{args.checkpoint} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
+            f"{args.model} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
             "--poem/--acrostic need a model trained with data.dataset=tang_poems (configs/tang_poems.yaml)"
         )
     if args.poem or args.acrostic or poem_model:  # a poem model always writes poems
@@ -381,6 +423,7 @@ def _spec():
         evaluate=evaluate_command,
         add_predict_arguments=add_predict_arguments,
         predict=predict_command,
+        load=TrainedLanguageModel.from_file,
     )
 
 
