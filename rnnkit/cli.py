@@ -156,7 +156,7 @@ def _config_keys_help(spec) -> str:
 def _add_train_parsers(sub, spec) -> None:
     train = sub.add_parser(
         "train",
-        help="train a model (PyTorch Lightning) and write a run directory",
+        help=_TASK_HELP["train"],
         description=f"Train a model with PyTorch Lightning; this help is for task {spec.name}: "
         f"{spec.summary}. The configuration is a YAML preset (--config; its `task:` key picks the task) "
         "with overrides from the "
@@ -183,7 +183,7 @@ def _add_train_parsers(sub, spec) -> None:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="the metrics of a trained model on data (the task's own: e.g. cross-entropy, perplexity)",
+        help=_TASK_HELP["evaluate"],
         description=f"Evaluate a model file written by `rnnkit train` (model.safetensors); flags of task "
         f"{spec.name}. A language model reports mean cross-entropy in nats, bits per token and perplexity.",
     )
@@ -195,8 +195,7 @@ def _add_train_parsers(sub, spec) -> None:
 
     predict = sub.add_parser(
         "predict", aliases=["generate"],
-        help="predict with a trained model: generate text (or a Chinese classical poem) from a language "
-        "model",
+        help=_TASK_HELP["predict"],
         description="Run a model file written by `rnnkit train` on new input; flags of task "
         f"{spec.name}. A language model continues a prompt, printing each token as it is chosen: sampling "
         "with temperature, top-k and top-p (nucleus), greedy decoding, or beam search. A model trained on "
@@ -210,13 +209,37 @@ def _add_train_parsers(sub, spec) -> None:
     predict.set_defaults(func=_predict, task=spec.name)
 
 
+_TASK_COMMANDS = ("train", "evaluate", "predict", "generate")
+_TASK_HELP = {
+    "train": "train a model (PyTorch Lightning) and write a run directory",
+    "evaluate": "the metrics of a trained model on data (the task's own: e.g. cross-entropy, perplexity)",
+    "predict": "predict with a trained model: generate text (or a Chinese classical poem) from a language "
+    "model",
+}
+
+
+def _add_task_stubs(sub) -> None:
+    """train / evaluate / predict with only what names their task: enough to list them in `rnnkit --help`
+    and to find the task, without importing it (torch, Lightning); `main` then builds the task's parser."""
+    for name, text in _TASK_HELP.items():
+        aliases = ["generate"] if name == "predict" else []
+        stub = sub.add_parser(name, help=text, add_help=False, aliases=aliases)
+        if name == "train":
+            stub.add_argument("--config")
+            stub.add_argument("--resume")
+        else:
+            stub.add_argument("model", nargs="?")
+
+
 def build_parser(task: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; train / evaluate / predict carry the flags of `task` (default: the LM)."""
-    from rnnkit.tasks import DEFAULT_TASK, get_task
+    """The command line; with `task`, train / evaluate / predict carry that task's flags, without it they are
+    stubs (so that `rnnkit --help` and `rnnkit explain` never import torch or Lightning)."""
+    import rnnkit
 
     parser = argparse.ArgumentParser(
         prog="rnnkit", description="Recurrent neural networks, from the equations to trained models."
     )
+    parser.add_argument("--version", action="version", version=f"rnnkit {rnnkit.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -267,7 +290,12 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
-    _add_train_parsers(sub, get_task(task or DEFAULT_TASK))
+    if task is None:
+        _add_task_stubs(sub)
+    else:
+        from rnnkit.tasks import get_task
+
+        _add_train_parsers(sub, get_task(task))
     return parser
 
 
@@ -282,14 +310,24 @@ def _quiet_lightning() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args, _ = build_parser().parse_known_args(argv)
-    _quiet_lightning()
     try:
-        if args.command in ("train", "evaluate", "predict", "generate"):
-            task = _task_of_args(args)  # a task other than the default brings its own flags
-            args = build_parser(task).parse_args(argv)
+        if args.command in _TASK_COMMANDS:
+            _quiet_lightning()
+            args = build_parser(_task_of_args(args)).parse_args(argv)  # with the task's own flags
         else:
             args = build_parser().parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:  # `rnnkit generate ... | head`: the reader has all it wanted
+        _silence_stdout()
+        return 0
     except (ValueError, FileNotFoundError) as e:
         print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

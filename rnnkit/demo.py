@@ -116,11 +116,14 @@ def write_corpus(output_dir: str | Path) -> Path:
 
 
 class LossTable(Callback):
-    """Prints the falling loss: a row after step 1 and after every validation.
+    """Prints the falling loss: a row after step 1 and after every validation (the demo's progress report,
+    in place of rnnkit.train.progress).
 
     train = mean training cross-entropy (nats per character) over the steps since the previous row;
     valid = cross-entropy on the held-out last 10% of the text; bits/char = valid / ln 2.
     """
+
+    reports_progress = True
 
     def __init__(self, log=print):
         self.print_line, self.losses, self.start = log, [], time.perf_counter()

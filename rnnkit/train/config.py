@@ -103,7 +103,8 @@ class TrainerConfig:
             "valid_" prefix (e.g. "loss", "accuracy"); empty = the task's choice.
         monitor_mode: "min" or "max", whether smaller or larger `monitor` is better; empty = the task's.
         log_every_n_steps: how often training loss goes to metrics.csv.
-        progress_bar: show Lightning's progress bar.
+        progress_bar: a run-level progress bar on stderr when it is a terminal; off (or not a terminal):
+            plain progress lines on stderr, one per validation and every 30 s (rnnkit.train.progress).
         output_dir: parent folder of run directories.
         run_name: run directory name under output_dir (empty = task name + timestamp).
     """

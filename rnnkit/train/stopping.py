@@ -18,6 +18,7 @@ them stops (a signal reaches one process, or its clock runs out first), all stop
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -108,6 +109,11 @@ class EndOfRun(Callback):
     def seconds(self) -> float:
         return self.seconds_before + time.monotonic() - self._started
 
+    def seconds_left(self) -> float:
+        """Of the time budget (math.inf without one)."""
+        budget = self.config.max_time_minutes * 60.0
+        return max(budget - self.seconds(), 0.0) if budget else math.inf
+
     def _reason(self, trainer: pl.Trainer) -> str | None:
         config = self.config
         if self._signal is not None:
@@ -133,7 +139,8 @@ class EndOfRun(Callback):
     def _stop(self, trainer: pl.Trainer, reason: str, epochs: int) -> None:
         step = trainer.global_step
         self.end = {"reason": reason, "step": step, "epochs": epochs, "seconds": self.seconds()}
-        trainer.save_checkpoint(self.checkpoint_path)  # this callback's state (the end) goes in with it
+        # the whole training state, with this callback's (the end) in it
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
 
     def on_train_end(self, trainer, pl_module):
         self._restore_handlers()

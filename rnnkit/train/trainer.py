@@ -49,6 +49,7 @@ from .checkpoint import (
 )
 from .config import OptimConfig, TrainerConfig
 from .module import Task, TaskModule
+from .progress import RunProgress, quiet_lightning
 from .stopping import EndOfRun, already_finished, describe, lightning_max_epochs
 
 __all__ = ["FitResult", "make_run_dir", "fit", "evaluate", "RESUME_CHECKPOINT"]
@@ -234,7 +235,7 @@ def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) 
         num_sanity_val_steps=0,
         gradient_clip_val=grad_clip or None,
         log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=config.progress_bar,
+        enable_progress_bar=False,  # rnnkit.train.progress reports on stderr
         enable_model_summary=False,
         enable_checkpointing=run_dir is not None,
         use_distributed_sampler=False,  # a task shards its own batches by (rank, world_size)
@@ -287,11 +288,13 @@ def fit(
             check_on_train_epoch_end=False,
         )
         all_callbacks.append(stop)
+    callbacks = list(callbacks or [])
+    if not any(getattr(c, "reports_progress", False) for c in callbacks):
+        all_callbacks.append(RunProgress(config.max_steps, end_of_run.seconds_left, bar=config.progress_bar))
     log_dir = run_dir / _RESUMED_LOGS if resume else run_dir
+    quiet_lightning()
     try:
-        trainer = _lightning_trainer(
-            config, run_dir, all_callbacks + list(callbacks or []), optim.grad_clip, log_dir
-        )
+        trainer = _lightning_trainer(config, run_dir, all_callbacks + callbacks, optim.grad_clip, log_dir)
         with warnings.catch_warnings():
             # Our loader is an in-order token stream: resumption is handled by TaskModule, not by Lightning.
             warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
