@@ -102,7 +102,10 @@ class TrainerConfig:
         monitor: the validation metric that picks model.safetensors and drives early stopping, without the
             "valid_" prefix (e.g. "loss", "accuracy"); empty = the task's choice.
         monitor_mode: "min" or "max", whether smaller or larger `monitor` is better; empty = the task's.
-        log_every_n_steps: how often training loss goes to metrics.csv.
+        log_every_n_steps: how often training loss and the learning rate go to the loggers.
+        loggers: where metrics go: "csv" (metrics.csv, always kept: the plots read it) and "tensorboard"
+            (run_dir/tensorboard, for `tensorboard --logdir runs`; needs the tensorboard package).
+        model_summary: print the model's parameters per module (2 levels deep) when training starts.
         progress_bar: a run-level progress bar on stderr when it is a terminal; off (or not a terminal):
             plain progress lines on stderr, one per validation and every 30 s (rnnkit.train.progress).
         output_dir: parent folder of run directories.
@@ -125,6 +128,8 @@ class TrainerConfig:
     monitor: str = ""
     monitor_mode: str = ""
     log_every_n_steps: int = 10
+    loggers: tuple[str, ...] = ("csv",)
+    model_summary: bool = True
     progress_bar: bool = True
     output_dir: str = "runs"
     run_name: str = ""
@@ -147,6 +152,11 @@ class TrainerConfig:
         if self.monitor_mode not in ("", "min", "max"):
             raise ValueError(
                 f"trainer.monitor_mode must be 'min', 'max' or '' (the task's), got {self.monitor_mode!r}"
+            )
+        unknown = [name for name in self.loggers if name not in ("csv", "tensorboard")]
+        if unknown or "csv" not in self.loggers:
+            raise ValueError(
+                f"trainer.loggers must hold 'csv' and may add 'tensorboard', got {list(self.loggers)}"
             )
         if self.precision not in ("32-true", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"):
             raise ValueError(

@@ -35,7 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ModelSummary,
+)
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -213,11 +219,28 @@ def _lightning_trainer(
     log_dir: Path | None = None,
 ) -> pl.Trainer:
     log_dir = log_dir or run_dir
-    logger = CSVLogger(save_dir=log_dir, name="", version="") if log_dir is not None else False
+    logger = _loggers(config, run_dir, log_dir) if log_dir is not None else False
     try:
         return _make_trainer(config, run_dir, callbacks, grad_clip, logger)
     except MisconfigurationException as e:  # e.g. 16-mixed precision on a CPU, or a GPU that is not there
         raise ValueError(f"cannot set up training: {e}") from e
+
+
+def _loggers(config: TrainerConfig, run_dir: Path, log_dir: Path) -> list:
+    """CSVLogger into log_dir (metrics.csv), and TensorBoard's into run_dir/tensorboard when asked."""
+    loggers = [CSVLogger(save_dir=log_dir, name="", version="")]
+    if "tensorboard" in config.loggers:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as e:
+            raise ValueError(
+                "trainer.loggers: 'tensorboard' needs the tensorboard package (pip install tensorboard)"
+            ) from e
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        board = TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False)
+        loggers.append(board)
+    return loggers
 
 
 def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) -> pl.Trainer:
@@ -236,7 +259,7 @@ def _make_trainer(config: TrainerConfig, run_dir, callbacks, grad_clip, logger) 
         gradient_clip_val=grad_clip or None,
         log_every_n_steps=config.log_every_n_steps,
         enable_progress_bar=False,  # rnnkit.train.progress reports on stderr
-        enable_model_summary=False,
+        enable_model_summary=False,  # ModelSummary in `fit`, when config.model_summary
         enable_checkpointing=run_dir is not None,
         use_distributed_sampler=False,  # a task shards its own batches by (rank, world_size)
         reload_dataloaders_every_n_epochs=1,  # epoch e's batches come from train_batches(rank, world, e)
@@ -288,6 +311,10 @@ def fit(
             check_on_train_epoch_end=False,
         )
         all_callbacks.append(stop)
+    if config.model_summary:
+        all_callbacks.append(ModelSummary(max_depth=2))
+    if config.log_every_n_steps:
+        all_callbacks.append(LearningRateMonitor(logging_interval="step"))
     callbacks = list(callbacks or [])
     if not any(getattr(c, "reports_progress", False) for c in callbacks):
         all_callbacks.append(RunProgress(config.max_steps, end_of_run.seconds_left, bar=config.progress_bar))
