@@ -35,6 +35,25 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rnnkit.train.plots import plot_loss_curves, plot_runs, run_plot_info
+
+    runs = [Path(r) for r in args.runs]
+    for run in runs:
+        if not (run / "metrics.csv").is_file():
+            raise FileNotFoundError(f"{run} holds no metrics.csv: expected a run directory of `rnnkit train`")
+    if len(runs) == 1:
+        out = Path(args.out) if args.out else runs[0] / "plots" / "loss.png"
+        if plot_loss_curves(runs[0] / "metrics.csv", out, info=run_plot_info(runs[0])) is None:
+            raise ValueError(f"nothing to plot: {runs[0] / 'metrics.csv'} holds no metrics yet")
+    else:
+        out = plot_runs(runs, args.out or "runs.png")
+    print(out)
+    return 0
+
+
 # ---- train / evaluate / predict: dispatched on the task -------------------------------------------------
 
 # Shortcut flags every task has; each task adds its own (TaskSpec.train_flags); every key of the run config
@@ -290,6 +309,19 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
+
+    plot = sub.add_parser(
+        "plot",
+        help="redraw a run's curves, or overlay several runs",
+        description="Draw the curves of training runs from their metrics.csv (works on a run stopped by "
+        "Ctrl-C too): with one run directory, its plots/loss.png (smoothed training curve, validation, the "
+        "best model's step, the task's reference levels); with several, one figure overlaying them.",
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `rnnkit train`")
+    plot.add_argument("--out", metavar="PNG", default=None,
+                      help="where the figure goes (default: RUN_DIR/plots/loss.png for one run, runs.png for "
+                      "several)")
+    plot.set_defaults(func=_plot)
     if task is None:
         _add_task_stubs(sub)
     else:

@@ -50,6 +50,9 @@ class Task:
         monitor: the metric (without "valid_") that selects the best model and drives early stopping.
         monitor_mode: "min" or "max": whether a smaller or a larger `monitor` is better.
         units: metric name -> axis label for the plots, e.g. {"loss": "cross-entropy (nats)"}.
+        plot: extras of the plots (rnnkit.train.plots): {"subtitle": what was trained, "references":
+            {metric: [[level, label], ...]} (dashed lines), "secondary": {metric: [label, factor]} (a second
+            axis)}.
         metadata: JSON-ready facts saved with the model (config, vocabulary, ...).
     """
 
@@ -62,6 +65,7 @@ class Task:
     monitor: str = "loss"
     monitor_mode: str = "min"
     units: dict[str, str] = field(default_factory=dict)
+    plot: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):

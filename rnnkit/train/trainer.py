@@ -127,6 +127,9 @@ class ExportModel(Callback):
                 self.task.name,
                 step=trainer.global_step,
                 metrics=metrics,
+                monitor=self.monitor,
+                units=self.task.units,
+                plot=self.task.plot,
                 **self.task.metadata,
             )
 
@@ -336,9 +339,10 @@ def fit(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     end = end_of_run.end
     if trainer.is_global_zero:
-        from .plots import plot_loss_curves
+        from .plots import plot_loss_curves, run_plot_info
 
-        plot_loss_curves(run_dir / "metrics.csv", run_dir / "plots" / "loss.png", task.units)
+        png = run_dir / "plots" / "loss.png"
+        plot_loss_curves(run_dir / "metrics.csv", png, task.units, run_plot_info(run_dir))
     return FitResult(run_dir, metrics, trainer.global_step, end, describe(end, config) if end else "")
 
 
