@@ -120,7 +120,7 @@ def test_help_lists_every_config_key(capsys):
         (["train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
         (["train", "--resume", "nowhere"], "cannot resume: nowhere/config.yaml not found"),
         (["evaluate", "nope.safetensors", "--data", "t.txt"], "no such model file or run directory"),
-        (["evaluate", "other.safetensors", "--data", "t.txt"], "unknown task 'classifier'"),
+        (["evaluate", "other.safetensors", "--data", "t.txt"], "unknown task 'speech_recogniser'"),
         (["evaluate", "t.txt", "--data", "t.txt"], "not a readable rnnkit checkpoint"),
         (["evaluate", ".", "--data", "t.txt"], "is a folder without model.safetensors"),
         (["generate", "."], "expected a model file or a run directory"),
@@ -130,6 +130,6 @@ def test_helpful_errors(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.txt").write_text(tiny_text())
     (tmp_path / "empty.txt").write_text("  \n")
-    save_model(tmp_path / "other.safetensors", torch.nn.Linear(2, 2), "classifier")
+    save_model(tmp_path / "other.safetensors", torch.nn.Linear(2, 2), "speech_recogniser")
     code, _, err = run(argv, capsys)
     assert code == 2 and message in err and err.startswith(f"rnnkit {argv[0]}: error:")

@@ -10,14 +10,16 @@ from rnnkit.train.config import TrainerConfig
 from rnnkit.train.run import train_run
 
 
-def test_learning_rate_tensorboard_and_model_summary(tmp_path, caplog):
+def test_learning_rate_tensorboard_and_model_summary(tmp_path, caplog, capfd):
     run_dir = tmp_path / "r"
     config = engine_task.config_for(run_dir, 4, loggers=("csv", "tensorboard"))
     with caplog.at_level(logging.INFO):
         train_run(engine_task.build, config)
     assert [float(r["lr-Adam"]) for r in rows(run_dir) if r.get("lr-Adam")] == [0.01] * 4
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert "Trainable params" in caplog.text and "rnn" in caplog.text  # parameters per module
+    # Lightning logs through its own stderr handler or, when the root logger had one first, through the root
+    shown = caplog.text + capfd.readouterr().err
+    assert "Trainable params" in shown and "rnn" in shown  # parameters per module
 
 
 def test_loggers_are_checked():
