@@ -81,8 +81,11 @@ def _read_config_mapping(args: argparse.Namespace) -> dict:
     """The YAML mapping the run starts from: the resumed run's config.yaml, the preset, or {}."""
     from pathlib import Path
 
-    import yaml
+    from rnnkit.train.config import read_yaml_mapping
 
+    if args.resume is not None and args.config is not None:
+        raise ValueError("--resume continues a run with its own config.yaml; --config cannot change it "
+                         "(drop --config; --set may raise the budget, e.g. --set trainer.max_steps=N)")
     if args.resume is not None:
         path = Path(args.resume) / "config.yaml"
         if not path.is_file():
@@ -93,10 +96,7 @@ def _read_config_mapping(args: argparse.Namespace) -> dict:
             raise FileNotFoundError(f"config file not found: {path}")
     else:
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a run config must be a mapping of sections, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path)
 
 
 def _task_of_args(args: argparse.Namespace) -> str:
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `rnnkit generate ... | head`: the reader has all it wanted
         _silence_stdout()
         return 0
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: FileNotFoundError, NotADirectoryError, ...
         print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -133,3 +133,30 @@ def test_helpful_errors(tmp_path, monkeypatch, capsys, argv, message):
     save_model(tmp_path / "other.safetensors", torch.nn.Linear(2, 2), "speech_recogniser")
     code, _, err = run(argv, capsys)
     assert code == 2 and message in err and err.startswith(f"rnnkit {argv[0]}: error:")
+
+
+@pytest.mark.parametrize(
+    "files, argv, message",
+    [
+        ({"b.yaml": b"model: [1, 2\n"}, ["--config", "b.yaml"], "not valid YAML at line 2, column 1"),
+        ({"b.yaml": b"model:\n\tembedding_size: 3\n"}, ["--config", "b.yaml"],
+         "found character '\\t' that cannot start any token"),
+        ({"b.yaml": b"\xff\xfe\x00m\x00"}, ["--config", "b.yaml"], "b.yaml is not UTF-8 text (byte 0)"),
+        ({"b.yaml": b"- a\n- b\n"}, ["--config", "b.yaml"], "must be a mapping of sections, got list"),
+        ({}, ["--config", "m.safetensors"], "m.safetensors is a model file, not a YAML config"),
+        ({"out": b""}, ["--data", "t.txt", "--output-dir", "out"], "trainer.output_dir out is a file"),
+        ({}, ["--data", "t.txt", "--lr", "0"], "optim.lr must be > 0"),
+        ({}, ["--data", "t.txt", "--seed", "-1"], "seed must be an integer in [0, 4294967295], got -1"),
+        ({}, ["--resume", "r", "--config", "c.yaml"], "--config cannot change it"),
+    ],
+)  # fmt: skip
+def test_bad_configs_and_options_are_one_line_errors(tmp_path, monkeypatch, capsys, files, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text(tiny_text())
+    save_model(tmp_path / "m.safetensors", torch.nn.Linear(2, 2), "language_model")
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(["train", *argv], capsys)
+    assert code == 2 and message in err and err.startswith("rnnkit train: error:") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created

@@ -73,7 +73,9 @@ class OptimConfig:
             raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.final_lr_fraction <= 1:
             raise ValueError(f"optim.final_lr_fraction must lie in [0, 1], got {self.final_lr_fraction}")
-        for name in ("lr", "weight_decay", "momentum", "grad_clip", "decay_steps"):
+        if not self.lr > 0:  # also refuses NaN
+            raise ValueError(f"optim.lr must be > 0 (a learning rate of 0 trains nothing), got {self.lr}")
+        for name in ("weight_decay", "momentum", "grad_clip", "decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -149,6 +151,8 @@ class TrainerConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"trainer.seed must be an integer in [0, {2**32 - 1}], got {self.seed!r}")
         if self.monitor_mode not in ("", "min", "max"):
             raise ValueError(
                 f"trainer.monitor_mode must be 'min', 'max' or '' (the task's), got {self.monitor_mode!r}"
@@ -263,12 +267,39 @@ def apply_overrides(config, overrides: list[str]):
     return from_dict(type(config), data)
 
 
-def load_yaml(cls, path: str | Path):
-    """Read a YAML preset into dataclass `cls` (strictly: unknown keys and wrong types are errors)."""
+def read_yaml_mapping(path: str | Path) -> dict:
+    """The mapping of sections in a YAML config file; ValueError naming the file and what is wrong with it
+    (not UTF-8 text, a model file, a YAML syntax error with its line and column, not a mapping)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = path.read_bytes()
+    is_safetensors = raw[8:9] == b"{" and int.from_bytes(raw[:8], "little") < len(raw)  # header size, JSON
+    if is_safetensors or path.suffix == ".safetensors":
+        raise ValueError(f"{path} is a model file, not a YAML config: give it to `rnnkit evaluate` or "
+                         "`rnnkit predict`, or continue its run with --resume RUN_DIR")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.start}): expected a YAML config") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a run config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(cls, path: str | Path):
+    """Read a YAML preset into dataclass `cls` (strictly: unknown keys and wrong types are errors)."""
+    path = Path(path)
+    data = read_yaml_mapping(path)
     try:
         return from_dict(cls, data)
     except ValueError as e:

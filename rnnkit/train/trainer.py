@@ -84,6 +84,10 @@ def _is_worker_process() -> bool:
 def make_run_dir(config: TrainerConfig, task_name: str) -> Path:
     """Create `output_dir/run_name` (default: task name + timestamp); refuse to reuse a non-empty one."""
     name = config.run_name or f"{task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(config.output_dir).exists() and not Path(config.output_dir).is_dir():
+        raise ValueError(
+            f"trainer.output_dir {config.output_dir} is a file: expected a folder for run directories"
+        )
     run_dir = Path(config.output_dir) / name
     if _is_worker_process():  # only global rank 0 writes; other nodes need --run-name to agree on the name
         return Path(os.environ.get(_RUN_DIR_ENV, run_dir))
