@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import warnings
 
 
 def _demo(args: argparse.Namespace) -> int:
+    sizes = {"--steps": args.steps, "--hidden-size": args.hidden_size, "--batch-size": args.batch_size,
+             "--bptt": args.bptt}
+    for flag, value in sizes.items():  # checked here, before the seconds that importing torch takes
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.sample_length < 0:
+        raise ValueError(f"--sample-length must be >= 0, got {args.sample_length}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.numpy:
         import dataclasses
 
@@ -16,9 +24,10 @@ def _demo(args: argparse.Namespace) -> int:
 
         if args.output_dir is not None:
             raise ValueError("--output-dir belongs to the rnnkit.nn demo; the --numpy run writes no files")
-        sizes = {"steps": args.steps, "hidden_size": args.hidden_size, "batch_size": args.batch_size,
+        given = {"steps": args.steps, "hidden_size": args.hidden_size, "batch_size": args.batch_size,
                  "seq_len": args.bptt}
-        run_demo(dataclasses.replace(DemoConfig(seed=args.seed), **{k: v for k, v in sizes.items() if v}))
+        config = DemoConfig(seed=args.seed, prompt=args.prompt, sample_length=args.sample_length)
+        run_demo(dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None}))
         return 0
     from rnnkit.demo import demo_config, run_demo
 
@@ -52,6 +61,27 @@ def _plot(args: argparse.Namespace) -> int:
         out = plot_runs(runs, args.out or "runs.png")
     print(out)
     return 0
+
+
+# `rnnkit explain --help` on --weights; rnnkit/reference/explain.py says the same, with the equations.
+_EXPLAIN_WEIGHTS_FORMAT = """\
+the --weights file: one JSON object; shapes with T time steps, I inputs, H hidden units, O outputs
+  "x"             (T, I)        the input sequence, one row per time step          required
+  "cell"          "rnn" | "lstm" | "gru"                                          optional (see below)
+  "nonlinearity"  "tanh" | "relu"                                                 optional, rnn only
+  "h0", "c0"      (H,)          initial hidden / cell state (c0: lstm only)        default zeros
+  "W_hy", "b_y"   (O, H), (O,)  the output layer y_t = W_hy h_t + b_y              optional
+and the cell's weights, either per gate (biases optional):
+  rnn    W_xh (H, I)  W_hh (H, H)  b_h (H,)
+  lstm   W_xi W_xf W_xg W_xo (H, I)  W_hi W_hf W_hg W_ho (H, H)  b_i b_f b_g b_o (H,)
+  gru    W_xr W_xz W_xn (H, I)  W_hr W_hz W_hn (H, H)  b_r b_z b_xn b_hn (H,)
+or stacked as in a torch state_dict (gate order i,f,g,o / r,z,n; a "_l0" suffix is accepted):
+  weight_ih (G*H, I)  weight_hh (G*H, H)  bias_ih (G*H,)  bias_hh (G*H,)    G = 1 rnn, 4 lstm, 3 gru
+The cell: --cell or the file's "cell" (they must agree), else read off the weights: the per-gate names, or
+the rows of weight_hh (H: rnn, 4H: lstm, 3H: gru); weights that fit no cell or several are an error.
+
+example: {"x": [[1, 0], [0, 1]], "W_xh": [[0.5, -0.5]], "W_hh": [[0.9]], "W_hy": [[2.0]]}
+"""
 
 
 # ---- train / evaluate / predict: dispatched on the task -------------------------------------------------
@@ -284,7 +314,7 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default=None, help="parent of the run directory (default: runs)")
     demo.add_argument("--prompt", default="The ", help="text the sample continues (default: 'The ')")
     demo.add_argument("--sample-length", type=int, default=400, metavar="N",
-                      help="characters to generate (default: 400)")
+                      help="characters to generate after the prompt (default: 400)")
     demo.set_defaults(func=_demo)
 
     explain = sub.add_parser(
@@ -292,11 +322,13 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         help="print a step-by-step trace of a small RNN/LSTM/GRU forward pass, with the arithmetic shown",
         description="Trace a small recurrent forward pass step by step: pre-activations, every gate, h_t, "
         "c_t and y_t = W_hy h_t + b_y, with the arithmetic written out. With no arguments: the classic "
-        "tutorial example (3 steps, 2 inputs, 3 hidden, 2 outputs, h_0 = 0, no biases). The weights file "
-        "format is documented in rnnkit/reference/explain.py.",
+        "tutorial example (3 steps, 2 inputs, 3 hidden, 2 outputs, h_0 = 0, no biases).",
+        epilog=_EXPLAIN_WEIGHTS_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     explain.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=None,
-                         help="cell kind (default: rnn)")
+                         help="cell kind (default: the weights file's \"cell\", else read off its weights; "
+                         "without --weights: rnn)")
     explain.add_argument("--nonlinearity", choices=["tanh", "relu"], default=None,
                          help="rnn nonlinearity (default: tanh)")
     explain.add_argument("--weights", metavar="FILE", default=None,
@@ -332,10 +364,7 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
 
 
 def _quiet_lightning() -> None:
-    """Keep the terminal for what matters: no advertising tip, no deprecation noise from Lightning."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage()
-    )
+    """No deprecation noise from Lightning's internals (its banner: rnnkit.train.progress.quiet_lightning)."""
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
 
 

@@ -17,7 +17,6 @@ There is no second training loop here: the demo builds a `LanguageModelRunConfig
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import shlex
 import time
@@ -60,6 +59,7 @@ DEMO = LanguageModelRunConfig(
         val_check_interval=100,
         log_every_n_steps=10,
         progress_bar=False,  # the loss table below is the progress report
+        model_summary=False,
         output_dir="runs",
     ),
 )
@@ -83,11 +83,14 @@ def demo_config(
     bptt: int | None = None,
     output_dir: str | None = None,
 ) -> LanguageModelRunConfig:
-    """`DEMO` with the given sizes; validation every 100 steps, or once at the end of a shorter run."""
+    """`DEMO` with the given sizes (None: DEMO's); validation every 100 steps, or once at the end of a shorter
+    run. A size below 1 is a ValueError."""
     base = DEMO
+    sizes = {"steps": steps, "hidden_size": hidden_size, "batch_size": batch_size, "bptt": bptt}
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     steps = base.trainer.max_steps if steps is None else steps
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
     encoder = base.model.encoder
     encoder = dataclasses.replace(encoder, hidden_size=hidden_size or encoder.hidden_size)
     model = dataclasses.replace(base.model, encoder=encoder)
@@ -171,6 +174,11 @@ def run_demo(
     Returns:
         DemoResult; the run directory holds everything `rnnkit train` writes.
     """
+    if sample_length < 0:
+        raise ValueError(f"sample_length must be >= 0, got {sample_length}")
+    unseen = sorted(set(prompt) - set(python_docs()))
+    if unseen:  # found before training, not after it
+        raise ValueError(f"prompt characters {unseen} never occur in Python's docs, the demo's text")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -181,8 +189,6 @@ def run_demo(
 
 
 def _run(config, prompt, sample_length, temperature, log, stream) -> DemoResult:
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # "GPU available: ..." lines
-        logging.getLogger(name).setLevel(logging.WARNING)
     corpus = write_corpus(config.trainer.output_dir)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(corpus)))
     e, m = config.model.embedding_size, config.model.encoder

@@ -4,6 +4,7 @@ trained by the engine that `rnnkit evaluate` and `rnnkit generate` read."""
 
 import dataclasses
 import json
+import math
 import random
 
 import pytest
@@ -176,6 +177,8 @@ def test_train_evaluate_generate_through_the_cli(tmp_path, capsys, tie):
     assert main(argv) == 0, capsys.readouterr().err
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["ppl"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item(), rel=1e-6)
+    assert metrics["bpw"] == pytest.approx(metrics["loss"] / math.log(2)) and "bpc" not in metrics  # per word
+    assert "valid_bpw," in (tmp_path / "runs/x/metrics.csv").read_text().splitlines()[0] + ","
     assert 0 < metrics["loss"] < torch.log(torch.tensor(float(len(vocab)))).item()  # learnt something
 
     argv = ["generate", str(model_file), "--prompt", "w0 w1", "--max-new-tokens", "12", "--seed", "3"]

@@ -104,7 +104,7 @@ def test_vocabulary_json_roundtrip_and_validation(tmp_path):
         Vocabulary(("ab",), level="char")
     with pytest.raises(ValueError, match="unk token '<unk>' is not one of the 2 tokens"):
         Vocabulary(("a", "b"), level="word", unk=UNK)
-    with pytest.raises(ValueError, match="level must be 'char' or 'word', got 'byte'"):
+    with pytest.raises(ValueError, match="level must be 'char', 'word' or 'subword', got 'byte'"):
         Vocabulary(("a",), level="byte")
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="not a vocabulary JSON"):

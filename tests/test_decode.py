@@ -477,7 +477,8 @@ def test_cli_generate_prints_the_continuation_and_poems(tmp_path, capsys):
     )
     poem = capsys.readouterr().out.strip()
     assert poem == generate_poem(model, vocab, chars=7, acrostic="春夏秋冬", seed=1)
-    assert len(poem) == 32 and poem[0::8] == "春夏秋冬" and poem[7::8] == "，。，。"
+    assert len(poem) == 35 and poem[0::9] == "春夏秋冬" and poem[7::9] == "，。，。"
+    assert poem[8::9] == "\n" * 3  # one verse per line
 
     assert main(["generate", str(path), "--poem", "--acrostic", "春夏秋天"]) == 2
     assert "acrostic character '天' (U+5929) is not in the model's vocabulary" in capsys.readouterr().err

@@ -80,3 +80,46 @@ def test_demo_numpy_has_no_output_dir(tmp_path, capsys):
     code = main(["demo", "--numpy", "--steps", "1", "--output-dir", str(tmp_path)])
     _, err = capsys.readouterr()
     assert code == 2 and "--output-dir belongs to the rnnkit.nn demo" in err
+
+
+def test_demo_numpy_honours_prompt_and_sample_length(capsys):
+    argv = ["demo", "--numpy", "--steps", "1", "--hidden-size", "8", "--batch-size", "4", "--bptt", "8",
+            "--prompt", "def ", "--sample-length", "25"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    sample = out.split("sample:\n", 1)[1]
+    assert sample.startswith("def ") and len(sample) == len("def ") + 25 + 1  # and print's line break
+    code = main(argv[:-4] + ["--prompt", "€ x"])
+    assert code == 2 and "prompt characters ['€'] are not in the text's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+@pytest.mark.parametrize("flags, message", [
+    (["--bptt", "-5"], "--bptt must be >= 1, got -5"),
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
+    (["--steps", "-3"], "--steps must be >= 1, got -3"),
+    (["--hidden-size", "0"], "--hidden-size must be >= 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--batch-size", "-2"], "--batch-size must be >= 1, got -2"),
+    (["--sample-length", "-1"], "--sample-length must be >= 0, got -1"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+])  # fmt: skip
+def test_demo_sizes_below_one_are_a_one_line_error(numpy, flags, message, capsys):
+    code = main(["demo", *(["--numpy"] if numpy else []), *flags])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err == f"rnnkit demo: error: {message}\n"
+
+
+def test_demo_configs_check_their_sizes():
+    from rnnkit.reference.char_model import DemoConfig
+
+    for name in ("steps", "batch_size", "seq_len", "hidden_size"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+            DemoConfig(**{name: 0})
+    with pytest.raises(ValueError, match="sample_length must be >= 0, got -4"):
+        DemoConfig(sample_length=-4)
+    for name in ("hidden_size", "batch_size", "bptt"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 1, got -1"):
+            demo_config(**{name: -1})
+    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
+        demo_config(hidden_size=0)  # not silently the default

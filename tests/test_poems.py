@@ -43,9 +43,9 @@ class RandomLogits(nn.Module):
 
 
 def well_formed(poem: str, chars: int, lines: int) -> bool:
-    """Oracle, written independently of rnnkit: lines of `chars` CJK ideographs ending ，。，。..."""
+    """Oracle, written independently of rnnkit: a verse per line, `chars` CJK ideographs, then ，。，。..."""
     line = f"[\u4e00-\u9fff]{{{chars}}}"
-    return re.fullmatch(f"({line}，{line}。){{{lines // 2}}}", poem) is not None
+    return re.fullmatch("\n".join([f"{line}，", f"{line}。"] * (lines // 2)), poem) is not None
 
 
 def test_is_hanzi():
@@ -109,14 +109,36 @@ def test_acrostic_lines_start_with_the_given_characters(acrostic, chars):
             RandomLogits(VOCAB, seed), VOCAB, chars=chars, acrostic=acrostic, seed=seed, stream=pieces.append
         )
         assert well_formed(poem, chars, len(acrostic)), poem
-        assert [line[0] for line in re.split("[，。]", poem)[:-1]] == list(acrostic)
+        assert [line[0] for line in poem.split("\n")] == list(acrostic)
         assert "".join(pieces) == poem
+
+
+def test_poem_streams_one_verse_per_line():
+    pieces = []
+    poem = generate_poem(RandomLogits(VOCAB, 0), VOCAB, chars=5, lines=4, seed=3, stream=pieces.append)
+    # the punctuation and its line break arrive together, as soon as the line is done; none after the last
+    assert len(pieces) == 24 and [p for p in pieces if p[-1] in "，。\n"] == ["，\n", "。\n", "，\n", "。"]
+    assert "".join(pieces) == poem and len(poem.splitlines()) == 4
+    flat = generate_poem(RandomLogits(VOCAB, 0), VOCAB, chars=5, lines=4, seed=3, line_break="")
+    assert flat == poem.replace("\n", "") and poem_form(flat) == (5, 4)  # the form the model was trained on
+
+
+def test_lines_that_disagree_with_the_acrostic_are_an_error():
+    model = RandomLogits(VOCAB, 0)
+    with pytest.raises(ValueError, match="lines=4 conflicts with the 8-character acrostic '天地人心江河日"):
+        generate_poem(model, VOCAB, lines=4, acrostic="天地人心江河日夜")
+    with pytest.raises(ValueError, match="lines=8 conflicts with the 4-character acrostic '春夏秋冬'"):
+        generate_poem(model, VOCAB, lines=8, acrostic="春夏秋冬")
+    assert len(generate_poem(model, VOCAB, lines=8, acrostic="天地人心江河日夜").splitlines()) == 8
+    assert len(generate_poem(model, VOCAB, acrostic="天地人心江河日夜").splitlines()) == 8
+    assert len(generate_poem(model, VOCAB).splitlines()) == 4  # no lines, no acrostic: a quatrain
 
 
 def test_tiny_vocabulary_and_reproducibility():
     tiny = Vocabulary(tuple("^$，。月"), level="char")
     assert (
-        generate_poem(RandomLogits(tiny, 0), tiny, chars=7, seed=0) == "月月月月月月月，月月月月月月月。" * 2
+        generate_poem(RandomLogits(tiny, 0), tiny, chars=7, seed=0)
+        == "月月月月月月月，\n月月月月月月月。\n月月月月月月月，\n月月月月月月月。"
     )
     a = generate_poem(RandomLogits(VOCAB, 1), VOCAB, seed=5)
     assert a == generate_poem(RandomLogits(VOCAB, 1), VOCAB, seed=5)
@@ -166,6 +188,8 @@ def test_trained_language_model_recites_its_poem():
             optimizer.step()
             state = state.detach()
     assert loss.item() < 0.1
-    assert generate_poem(model, vocab, greedy=True) == QUATRAIN
+    assert generate_poem(model, vocab, greedy=True, line_break="") == QUATRAIN
+    verses = generate_poem(model, vocab, greedy=True)
+    assert verses == "床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。"
     acrostic = generate_poem(model, vocab, acrostic="明月故乡", seed=0)
-    assert well_formed(acrostic, 5, 4) and acrostic[0::6] == "明月故乡"
+    assert well_formed(acrostic, 5, 4) and acrostic[0::7] == "明月故乡"

@@ -65,9 +65,9 @@ def write_poem_folder(folder: Path) -> Path:
 
 
 def well_formed(poem: str, chars: int, lines: int) -> bool:
-    """Oracle, written independently of rnnkit: lines of `chars` CJK ideographs ending ，。，。..."""
+    """Oracle, written independently of rnnkit: a verse per line, `chars` CJK ideographs, then ，。，。..."""
     line = f"[\u4e00-\u9fff]{{{chars}}}"
-    return re.fullmatch(f"({line}，{line}。){{{lines // 2}}}", poem) is not None
+    return re.fullmatch("\n".join([f"{line}，", f"{line}。"] * (lines // 2)), poem) is not None
 
 
 def run(argv, capsys):
@@ -118,8 +118,8 @@ def test_train_then_generate_poems(poem_runs, script, capsys):
             )
             assert code == 0, err
             assert well_formed(poem, chars, len(acrostic)), poem
-            assert poem[0 :: chars + 1] == acrostic
-            assert set(poem) <= set(vocab.tokens)
+            assert "".join(line[0] for line in poem.split("\n")) == acrostic
+            assert set(poem) - {"\n"} <= set(vocab.tokens)
 
     # a poem model writes poems without --poem; --lines 8 gives regulated verse
     code, poem, err = run(["generate", model_file, "--lines", "8", "--chars", "7", "--seed", "1"], capsys)
@@ -155,6 +155,9 @@ def test_poem_and_text_model_mismatch(poem_runs, tmp_path, capsys):
     # a poem model refuses free-text decoding options
     code, _, err = run(["generate", models["simplified"], "--prompt", "春"], capsys)
     assert code == 2 and "no --beam, no --prompt" in err
+    # and a text model refuses the poem form's options
+    code, out, err = run(["generate", text_model, "--chars", "7", "--lines", "8"], capsys)
+    assert code == 2 and out == "" and "not on poems: --chars/--lines need a model trained" in err
 
     # a model trained on 7-character regulated verse only: that form by default, another form is an error
     seven = dataclasses.replace(
@@ -223,3 +226,34 @@ def test_poem_data_config_errors(tmp_path):
     (data / "tang_poems.simplified.tsv").unlink()
     with pytest.raises(FileNotFoundError, match="tang_poems.simplified.tsv not found"):
         read_corpus(TextDataConfig(path=str(data), dataset="tang_poems", script="simplified"))
+
+
+def test_poem_prints_one_verse_per_line(poem_runs, capfd):
+    _, models = poem_runs
+    assert main(["generate", str(models["simplified"]), "--acrostic", "春夏秋冬", "--seed", "3"]) == 0
+    out = capfd.readouterr().out
+    lines = out.split("\n")
+    assert len(lines) == 5 and lines[-1] == "" and [line[0] for line in lines[:4]] == list("春夏秋冬")
+    assert [line[-1] for line in lines[:4]] == list("，。，。") and all(len(line) == 6 for line in lines[:4])
+
+
+def test_conflicting_poem_options_are_errors(poem_runs, capsys):
+    _, models = poem_runs
+    model = models["simplified"]
+    cases = [
+        (["--lines", "4", "--acrostic", "春夏秋冬天地山河"],
+         "--lines 4 conflicts with the 8-character --acrostic 春夏秋冬天地山河, which writes 8 lines"),
+        (["--lines", "8", "--acrostic", "春夏秋冬"],
+         "--lines 8 conflicts with the 4-character --acrostic 春夏秋冬, which writes 4 lines"),
+        (["--poem", "--max-new-tokens", "50"], "no --max-new-tokens; got --max-new-tokens 50 (--poem)"),
+        (["--acrostic", "春夏秋冬", "--max-new-tokens", "9"], "got --max-new-tokens 9 (--acrostic)"),
+        (["--max-new-tokens", "20"], f"got --max-new-tokens 20 ({model} is a poem model)"),
+        (["--beam", "2", "--prompt", "春"], "got --beam 2, --prompt '春'"),
+    ]  # fmt: skip
+    for flags, message in cases:
+        code, out, err = run(["generate", model, *flags], capsys)
+        assert code == 2 and out == "", flags
+        assert message in err and len(err.strip().splitlines()) == 1, (flags, err)
+    # the same form twice is no conflict
+    code, poem, err = run(["generate", model, "--lines", "8", "--acrostic", "春夏秋冬天地山河"], capsys)
+    assert code == 0 and well_formed(poem, 5, 8), err

@@ -133,3 +133,10 @@ def test_a_preset_picks_any_cell_and_variant_and_the_model_trains(tmp_path, enco
     if encoder.get("zoneout"):
         assert model.rnn.variants.zoneout == 0.1 and model.rnn.variants.layer_norm
     assert model.step(tokens[:, -1], state)[0].shape == (2, 11)
+
+
+def test_exponent_floats_convert_although_yaml_reads_them_as_strings():
+    config = apply_overrides(LanguageModelRunConfig(), ["optim.lr=1e-3", "optim.weight_decay=2.5E-4"])
+    assert (config.optim.lr, config.optim.weight_decay) == (1e-3, 2.5e-4)
+    with pytest.raises(ValueError, match=r"config key 'optim.lr' expects float, got 'fast'"):
+        apply_overrides(LanguageModelRunConfig(), ["optim.lr=fast"])

@@ -224,16 +224,18 @@ def test_gradient_norm_figure_from_model_files(tmp_path):
 
 
 def test_early_stopping_stops_when_valid_loss_stalls(tmp_path):
-    """lr = 0: validation loss never improves, so with patience 2 training stops at the third validation."""
+    """lr = 1e-30 (Adam's steps are below float32's resolution of the weights): validation loss never
+    improves, so with patience 2 training stops at the third validation."""
     stalled = tiny_config(
         tmp_path,
-        "optim.lr=0",
+        "optim.lr=1e-30",
         "trainer.val_check_interval=2",
         "trainer.early_stopping_patience=2",
         "trainer.max_steps=40",
         "trainer.run_name=s",
     )
-    assert train_language_model(stalled).global_step == 6
+    result = train_language_model(stalled)
+    assert result.global_step == 6 and result.end["reason"] == "early_stopping"
     # and a run that ends mid-epoch before any validation is no error
     short = tiny_config(
         tmp_path, "trainer.early_stopping_patience=2", "trainer.max_steps=3", "trainer.run_name=t"

@@ -13,7 +13,7 @@ from rnnkit.train.run import train_run
 def test_learning_rate_tensorboard_and_model_summary(tmp_path, caplog, capfd):
     run_dir = tmp_path / "r"
     config = engine_task.config_for(run_dir, 4, loggers=("csv", "tensorboard"))
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="pytorch_lightning.callbacks.model_summary"):
         train_run(engine_task.build, config)
     assert [float(r["lr-Adam"]) for r in rows(run_dir) if r.get("lr-Adam")] == [0.01] * 4
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

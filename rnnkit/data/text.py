@@ -3,7 +3,7 @@
 The pipeline is four small steps:
 
     text   = read_text("input.txt")                      # a file, or a folder of .txt files
-    vocab  = Vocabulary.build(text, level="char")         # or level="word"
+    vocab  = Vocabulary.build(text, level="char")         # or level="word", or "subword" (a trained BPE)
     ids    = torch.tensor(vocab.encode(text))             # (N,) long
     train, valid = split(ids, valid_fraction=0.1)         # first 90% / last 10%
     for inputs, targets in TokenStream(train, batch_size=32, bptt=64):   # (B, T), (B, T)
@@ -13,6 +13,10 @@ Tokens. Character level: every character is a token. Word level (the WikiText / 
 convention): a line is split on whitespace and every newline becomes the token `<eos>`. Decoding is the
 concatenation of one piece per token -- the character itself, or " " + word, or " \\n" for `<eos>` -- so it
 can be streamed token by token in O(1), and for WikiText it reproduces the file layout (" w1 w2 \\n").
+Subword level: a byte-pair encoding (Sennrich et al., 2016) trained with HuggingFace `tokenizers` on the text
+given to `Vocabulary.build`; every newline is a token of its own and a space becomes part of the next token
+("▁cat"), so the pieces ("▁" read as " ") again concatenate to the text. The tokenizer (its JSON,
+`Tokenizer.to_str()`) is stored in the vocabulary; a character it never saw is `<unk>`.
 
 Stateful truncated BPTT (Zaremba et al., 2014): the stream of N tokens is cut into B contiguous rows of
 R = (N - 1) // B tokens; batch j holds columns [jT, (j+1)T) of every row, so row b of batch j+1 continues
@@ -31,11 +35,16 @@ from typing import Literal
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-__all__ = ["EOS", "UNK", "Vocabulary", "TokenStream", "read_text", "split", "tokenize"]
+__all__ = [
+    "EOS", "UNK", "LEVELS", "UNKNOWN", "Vocabulary", "TokenStream", "read_text", "split", "tokenize",
+]  # fmt: skip
 
 EOS = "<eos>"
 UNK = "<unk>"
-Level = Literal["char", "word"]
+SPACE = "\u2581"  # "▁", a space inside a subword token (SentencePiece's convention)
+Level = Literal["char", "word", "subword"]
+LEVELS = ("char", "word", "subword")
+UNKNOWN = ("error", "skip", "unk")  # what `Vocabulary.encode_known` does with tokens outside the vocabulary
 
 
 def read_text(path: str | Path) -> str:
@@ -72,7 +81,9 @@ def _read_utf8(path: Path) -> str:
 
 
 def tokenize(text: str, level: Level) -> list[str]:
-    """Split text into tokens: characters, or whitespace-separated words with `<eos>` for each newline."""
+    """Split text into tokens: characters, or whitespace-separated words with `<eos>` for each newline.
+
+    Subword tokens come from a trained tokenizer: `Vocabulary.tokenize`."""
     if level == "char":
         return list(text)
     if level == "word":
@@ -81,7 +92,25 @@ def tokenize(text: str, level: Level) -> list[str]:
         for line in lines[:-1]:
             tokens += line.split() + [EOS]
         return tokens + lines[-1].split()  # the last piece has no newline after it
-    raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+    if level == "subword":
+        raise ValueError("subword tokens come from a trained tokenizer: use Vocabulary.tokenize")
+    raise ValueError(f"level must be 'char', 'word' or 'subword', got {level!r}")
+
+
+def _train_bpe(text: str, vocab_size: int):
+    """A BPE tokenizer (HuggingFace `tokenizers`) trained on `text`: newlines isolated, spaces as "▁" at the
+    start of the next token, <unk> for characters outside the text; `vocab_size` tokens at most (all the
+    text's characters are kept even when they alone are more)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("\n", behavior="isolated"),
+        pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="never", split=True),
+    ])  # fmt: skip
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[UNK], show_progress=False)
+    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer)
+    return tokenizer
 
 
 @dataclass(frozen=True)
@@ -90,8 +119,10 @@ class Vocabulary:
 
     Args:
         tokens: the tokens, id i is tokens[i]; all distinct.
-        level: "char" (tokens are single characters) or "word".
+        level: "char" (tokens are single characters), "word" or "subword".
         unk: a token in `tokens` that unknown tokens map to; None makes an unknown token a ValueError.
+        tokenizer: subword level only: the trained tokenizer's JSON (`tokenizers.Tokenizer.to_str()`), whose
+            vocabulary is `tokens` (token i has id i).
 
     Example:
         >>> v = Vocabulary.build("abca", level="char")
@@ -102,12 +133,19 @@ class Vocabulary:
     tokens: tuple[str, ...]
     level: Level = "char"
     unk: str | None = None
+    tokenizer: str | None = field(default=None, repr=False)
     index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _subword: object = field(init=False, default=None, repr=False, compare=False)  # the loaded tokenizer
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
-        if self.level not in ("char", "word"):
-            raise ValueError(f"level must be 'char' or 'word', got {self.level!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be 'char', 'word' or 'subword', got {self.level!r}")
+        if (self.tokenizer is not None) != (self.level == "subword"):
+            raise ValueError(
+                f"a subword vocabulary needs its tokenizer and only a subword one has one; got level "
+                f"{self.level!r} {'with' if self.tokenizer is not None else 'without'} a tokenizer"
+            )
         if not self.tokens:
             raise ValueError("a vocabulary needs at least one token, got none")
         index = {t: i for i, t in enumerate(self.tokens)}
@@ -121,6 +159,23 @@ class Vocabulary:
         if self.unk is not None and self.unk not in index:
             raise ValueError(f"unk token {self.unk!r} is not one of the {len(self.tokens)} tokens")
         object.__setattr__(self, "index", index)
+        if self.tokenizer is not None:
+            self._load_tokenizer()
+
+    def _load_tokenizer(self) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            subword = Tokenizer.from_str(self.tokenizer)
+        except Exception as e:  # tokenizers raises its own Exception subclass for malformed JSON
+            raise ValueError(f"the subword vocabulary's tokenizer JSON cannot be read: {e}") from None
+        vocab = subword.get_vocab()
+        if sorted(vocab, key=vocab.get) != list(self.tokens):
+            raise ValueError(
+                f"the subword tokenizer's {len(vocab)} tokens are not the vocabulary's {len(self.tokens)} "
+                "tokens in id order"
+            )
+        object.__setattr__(self, "_subword", subword)
 
     @classmethod
     def build(
@@ -130,12 +185,21 @@ class Vocabulary:
 
         Tokens seen fewer than `min_freq` times, or beyond the `max_size` most frequent, are dropped and
         `<unk>` is added to stand for them; `<unk>` is also the unk token when the text already holds it
-        (WikiText).
+        (WikiText). Subword level: a BPE trained on `text` with at most `max_size` tokens (required; every
+        character of the text is kept), `<unk>` first; `min_freq` does not apply.
         """
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
         if max_size is not None and max_size < 1:
             raise ValueError(f"max_size must be >= 1 or None, got {max_size}")
+        if level == "subword":
+            if max_size is None:
+                raise ValueError("a subword vocabulary needs its size: give max_size (e.g. 1000)")
+            if not text:
+                raise ValueError("cannot build a vocabulary from empty text")
+            subword = _train_bpe(text, max_size)
+            ids = subword.get_vocab()
+            return cls(tuple(sorted(ids, key=ids.get)), "subword", UNK, subword.to_str())
         counts = collections.Counter(tokenize(text, level))
         if not counts:
             raise ValueError("cannot build a vocabulary from empty text")
@@ -157,9 +221,54 @@ class Vocabulary:
     def __contains__(self, token: str) -> bool:
         return token in self.index
 
+    def tokenize(self, text: str) -> list[str]:
+        """The tokens of `text` at this vocabulary's level; for subwords, a character the tokenizer never saw
+        stays itself (not `<unk>`), so that `encode_known` can name it."""
+        if self.level != "subword":
+            return tokenize(text, self.level)
+        encoding = self._subword.encode(text)
+        return [text[start:end] if token == UNK and text[start:end] != UNK else token
+                for token, (start, end) in zip(encoding.tokens, encoding.offsets, strict=True)]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; an unknown token maps to `unk`, or raises ValueError naming it."""
-        return self.encode_tokens(tokenize(text, self.level))
+        return self.encode_tokens(self.tokenize(text))
+
+    def encode_known(
+        self, tokens: list[str], unknown: str = "error"
+    ) -> tuple[list[int], collections.Counter]:
+        """Ids of tokens and the count of each token outside the vocabulary, treated as `unknown` says:
+
+            "error"  ValueError naming the first few unknown tokens and how many there are (the default)
+            "skip"   left out
+            "unk"    mapped to the `unk` token (ValueError when the vocabulary has none)
+        """
+        if unknown not in UNKNOWN:
+            raise ValueError(f"unknown must be 'error', 'skip' or 'unk', got {unknown!r}")
+        unseen = collections.Counter(t for t in tokens if t not in self.index)
+        if unseen and unknown == "error":
+            shown = ", ".join(f"{_describe(t)} x{k}" for t, k in list(unseen.items())[:5])  # first seen first
+            more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+            with_unk = f", --unknown unk maps them to {self.unk}" if self.unk is not None else ""
+            raise ValueError(
+                f"the text holds {self._count(sum(unseen.values()))} ({len(unseen)} distinct) outside the "
+                f"model's vocabulary of {len(self)} tokens: {shown}{more} (--unknown skip drops "
+                f"them{with_unk})"
+            )
+        if unseen and unknown == "unk" and self.unk is None:
+            raise ValueError(
+                f"--unknown unk: this {self.level}-level vocabulary has no <unk> token to map the "
+                f"unknown {self._count(sum(unseen.values()))} to (use --unknown skip)"
+            )
+        if unknown == "skip":
+            tokens = [t for t in tokens if t in self.index]
+        return self.encode_tokens(tokens), unseen
+
+    def _count(self, n: int) -> str:
+        """"3 characters", "1 word": what a vocabulary of this level does not hold (a subword tokenizer can
+        read any word, but not a character it never saw)."""
+        unit = "word" if self.level == "word" else "character"
+        return f"{n} {unit}{'' if n == 1 else 's'}"
 
     def encode_tokens(self, tokens: list[str]) -> list[int]:
         """Ids of already-split tokens (see `encode`)."""
@@ -182,6 +291,8 @@ class Vocabulary:
         token = self.tokens[i]
         if self.level == "char":
             return token
+        if self.level == "subword":
+            return token.replace(SPACE, " ")
         return " \n" if token == EOS else " " + token
 
     def decode(self, ids) -> str:
@@ -189,15 +300,16 @@ class Vocabulary:
         return "".join(self.piece(int(i)) for i in ids)
 
     def to_json(self) -> dict:
-        """A JSON-serialisable dict; `Vocabulary.from_json` inverts it."""
-        return {"tokens": list(self.tokens), "level": self.level, "unk": self.unk}
+        """A JSON-serialisable dict; `Vocabulary.from_json` inverts it (a subword one holds its tokenizer)."""
+        data = {"tokens": list(self.tokens), "level": self.level, "unk": self.unk}
+        return data if self.tokenizer is None else {**data, "tokenizer": self.tokenizer}
 
     @classmethod
     def from_json(cls, data: dict) -> Vocabulary:
         missing = {"tokens", "level"} - set(data)
         if missing:
             raise ValueError(f"vocabulary JSON needs keys tokens and level, missing {sorted(missing)}")
-        return cls(tuple(data["tokens"]), data["level"], data.get("unk"))
+        return cls(tuple(data["tokens"]), data["level"], data.get("unk"), data.get("tokenizer"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")

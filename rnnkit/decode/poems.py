@@ -8,6 +8,9 @@ at a time from POEM_START; the decoder decides the form, the model only the char
     end of line k         "，" after odd lines, "。" after even ones, forced (`rnnkit.data.poems.line_end`)
     first of line k       the acrostic's k-th character, forced (藏头诗)
 
+The poem comes back (and streams) one verse per line, "床前明月光，\n疑是地上霜。\n..."; `line_break=""`
+gives the training form "床前明月光，疑是地上霜。...".
+
     poem = generate_poem(model, vocab, chars=5, acrostic="春夏秋冬", seed=0)      # 4 lines of 5
 """
 
@@ -28,7 +31,7 @@ def generate_poem(
     model: nn.Module | StepFn,
     vocab: Vocabulary,
     chars: int = 5,
-    lines: int = 4,
+    lines: int | None = None,
     acrostic: str | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -36,6 +39,7 @@ def generate_poem(
     greedy: bool = False,
     seed: int | None = None,
     stream: Stream | None = None,
+    line_break: str = "\n",
 ) -> str:
     """A well-formed Chinese classical poem from a model trained on `rnnkit.data.poems.poem_corpus`.
 
@@ -46,12 +50,16 @@ def generate_poem(
 
     Args:
         chars: characters per line, 5 (五言) or 7 (七言).
-        lines: 4 (quatrain, 绝句) or 8 (regulated verse, 律诗); set by the acrostic when one is given.
+        lines: 4 (quatrain, 绝句) or 8 (regulated verse, 律诗); None: the acrostic's length, else 4. A value
+            that disagrees with the acrostic is an error.
         acrostic: 藏头诗, line k starts with its k-th character; 4 characters -> quatrain, 8 -> 律诗.
             Each must be a Chinese character the model has seen (same script as its training data).
-        temperature, top_k, top_p, greedy, seed, stream: as in `rnnkit.decode.sampling.generate`.
+        temperature, top_k, top_p, greedy, seed, stream: as in `rnnkit.decode.sampling.generate`; a line's
+            punctuation is streamed together with the line break that follows it.
+        line_break: what follows each line but the last ("" gives the poem as the model writes it).
     Returns:
-        The poem, e.g. "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+        The poem, e.g. "床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。", equal to the concatenation of
+        the streamed pieces.
     """
     if chars not in (5, 7):
         raise ValueError(f"chars must be 5 or 7, got {chars}")
@@ -62,7 +70,14 @@ def generate_poem(
                 f"an acrostic needs 4 characters (quatrain) or 8 (regulated verse), got "
                 f"{len(acrostic)}: {acrostic!r}"
             )
-        lines = len(acrostic)
+        if lines is None:
+            lines = len(acrostic)
+        elif lines in (4, 8) and lines != len(acrostic):
+            raise ValueError(
+                f"lines={lines} conflicts with the {len(acrostic)}-character acrostic {acrostic!r}, which "
+                f"writes {len(acrostic)} lines (leave lines out)"
+            )
+    lines = 4 if lines is None else lines
     if lines not in (4, 8):
         raise ValueError(f"lines must be 4 or 8, got {lines}")
     for required in (POEM_START, COMMA, PERIOD):
@@ -96,8 +111,9 @@ def generate_poem(
                 else:
                     z = logits[0].masked_fill(~allowed.to(logits.device), float("-inf"))  # (V,)
                     i = int(z.argmax()) if greedy else sample_token(z, temperature, top_k, top_p, generator)
-                poem.append(vocab.tokens[i])
+                last = k == lines - 1 and j == chars
+                poem.append(vocab.tokens[i] + (line_break if j == chars and not last else ""))
                 stream(poem[-1])
-                if not (k == lines - 1 and j == chars):
+                if not last:
                     logits, state = step([i], state)
     return "".join(poem)

@@ -38,6 +38,19 @@ class DemoConfig:
     sample_length: int = 300
     temperature: float = 0.7
     seed: int = 0
+    prompt: str = ""  # the text the sample continues; "" starts it after a line break
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "seq_len", "embedding_size", "hidden_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sample_length < 0:
+            raise ValueError(f"sample_length must be >= 0, got {self.sample_length}")
+        for name in ("learning_rate", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
 
 class CharModel:
@@ -78,15 +91,17 @@ class CharModel:
         grads["embedding.weight"] = d_embedding
         return grads
 
-    def sample(self, start: int, length: int, temperature: float, rng) -> list[int]:
-        """Draw `length` tokens one at a time, carrying the state (one step of work per token)."""
-        token, state, out = start, None, []
-        for _ in range(length):
-            logits, state = self.forward(np.array([[token]]), state)
+    def sample(self, prompt: list[int], length: int, temperature: float, rng) -> list[int]:
+        """Read the prompt's tokens (at least one), then draw `length` tokens one at a time, carrying the
+        state (one step of work per token)."""
+        logits, state = self.forward(np.array([prompt]), None)  # (1, P, V)
+        out = []
+        for n in range(length):
             z = logits[0, -1].astype(np.float64) / temperature
             p = np.exp(z - z.max())
-            token = int(rng.choice(len(p), p=p / p.sum()))
-            out.append(token)
+            out.append(int(rng.choice(len(p), p=p / p.sum())))
+            if n + 1 < length:
+                logits, state = self.forward(np.array([[out[-1]]]), state)
         return out
 
 
@@ -120,11 +135,15 @@ def run_demo(config: DemoConfig = DemoConfig(), text: str | None = None, log=pri
     ids = np.array([index[c] for c in text], dtype=np.int64)
     split = int(0.9 * len(ids))
     train, valid = ids[:split], ids[split:]
-    if len(train) < config.batch_size * (config.seq_len + 2):
+    need = config.batch_size * (config.seq_len + 2)  # a window of every row, in training and validation
+    if min(len(train), len(valid)) < need:
         raise ValueError(
-            f"text too short: need at least {config.batch_size * (config.seq_len + 2)} training characters "
-            f"for batch_size={config.batch_size}, seq_len={config.seq_len}; got {len(train)}"
+            f"text too short: need at least {need} training and {need} validation characters for "
+            f"batch_size={config.batch_size}, seq_len={config.seq_len}; got {len(train)} and {len(valid)}"
         )
+    unseen = sorted(set(config.prompt) - set(index))
+    if unseen:
+        raise ValueError(f"prompt characters {unseen} are not in the text's {len(chars)} characters")
     model = CharModel(len(chars), config.embedding_size, config.hidden_size, config.seed)
     optimizer = Adam(model.params, lr=config.learning_rate)
     log(f"rnnkit demo: character LSTM in NumPy, {len(text):,} characters, vocabulary {len(chars)}, "
@@ -150,7 +169,7 @@ def run_demo(config: DemoConfig = DemoConfig(), text: str | None = None, log=pri
     log(f"validation loss {valid_loss:.3f} nats/char ({valid_loss / np.log(2):.3f} bits/char), "
         f"uniform would be {np.log(len(chars)):.3f}")
     rng = np.random.default_rng(config.seed)
-    sample = "".join(chars[i] for i in model.sample(index["\n"] if "\n" in index else 0,
-                                                     config.sample_length, config.temperature, rng))
-    log("sample:\n" + sample)
+    prompt = [index[c] for c in config.prompt] or [index["\n"] if "\n" in index else 0]
+    sample = "".join(chars[i] for i in model.sample(prompt, config.sample_length, config.temperature, rng))
+    log("sample:\n" + config.prompt + sample)
     return {"train_loss": history, "valid_loss": valid_loss, "sample": sample}

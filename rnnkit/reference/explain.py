@@ -16,7 +16,7 @@ dict (a JSON file) into a validated `ExplainInput`. The equations are torch.nn's
 
 The weights format (JSON object; shapes with T time steps, I inputs, H hidden units, O outputs):
 
-    "cell"         "rnn" | "lstm" | "gru"   (optional; --cell may say it instead)
+    "cell"         "rnn" | "lstm" | "gru"   (optional; --cell may say it instead; else `infer_cell`)
     "nonlinearity" "tanh" | "relu"          (optional, rnn only)
     "x"            (T, I)   the input sequence, one row per time step            required
     "h0"           (H,)     initial hidden state                                  default zeros
@@ -30,6 +30,9 @@ The weights format (JSON object; shapes with T time steps, I inputs, H hidden un
     weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,)   with G = 1, 4, 3 gates.
   Stacked biases are shown per gate as one sum b_* = b_i* + b_h*, except GRU's n, whose recurrent bias b_hn is
   multiplied by r and so stays apart.
+  With no "cell" key and no --cell, the cell is read off the weights (`infer_cell`): the per-gate names
+  (W_xh: rnn; W_xi ...: lstm; W_xr ...: gru), or the rows of the stacked weight_hh (G*H, H): H rnn, 4H lstm,
+  3H gru.
 
 Example:
     >>> from rnnkit.reference.explain import default_example, format_trace, parse_weights, trace
@@ -63,6 +66,7 @@ __all__ = [
     "default_example",
     "explain",
     "format_trace",
+    "infer_cell",
     "parse_weights",
     "read_weights",
     "trace",
@@ -128,6 +132,39 @@ def _array(spec, key, shape, what):
     return arr
 
 
+def infer_cell(spec: dict) -> str:
+    """The cell a weights dict is for, read off its keys: the per-gate names (W_xh: rnn; W_xi, W_hf, b_o, ...:
+    lstm; W_xr, W_hz, b_hn, ...: gru), or else the stacked weight_hh (G*H, H): G = 1 rnn, 4 lstm, 3 gru.
+
+    Raises ValueError when the keys name more than one cell, or none and weight_hh's shape fits no cell.
+    """
+    named = [cell for cell in GATES if set(spec) & set(_per_gate_keys(cell))]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        found = {cell: sorted(set(spec) & set(_per_gate_keys(cell))) for cell in named}
+        shown = ", ".join(f"{cell} ({' '.join(keys)})" for cell, keys in found.items())
+        raise ValueError(f"cell: cannot tell, the weights have per-gate keys of {shown}; give --cell")
+    key = next((k for k in ("weight_hh", "weight_hh_l0") if k in spec), None)
+    if key is None:
+        raise ValueError(
+            "cell: cannot tell, the weights hold no cell weights (per gate, e.g. W_xh W_hh, or stacked "
+            "weight_ih weight_hh); give --cell or the keys"
+        )
+    try:
+        rows, cols = np.asarray(spec[key], dtype=np.float64).shape
+    except (TypeError, ValueError):  # not a numeric 2-D array
+        raise ValueError(f"cell: cannot tell from {key}, which is not a numeric (G*H, H) array; "
+                         "give --cell") from None
+    by_gates = {len(gates): cell for cell, gates in GATES.items()}  # 1 rnn, 4 lstm, 3 gru
+    if cols == 0 or rows % cols or rows // cols not in by_gates:
+        raise ValueError(
+            f"cell: cannot tell from {key} of shape ({rows}, {cols}): expected H = {cols} rows (rnn), "
+            f"4H = {4 * cols} (lstm) or 3H = {3 * cols} (gru); give --cell"
+        )
+    return by_gates[rows // cols]
+
+
 def _choose(name, from_spec, from_flag, allowed, default):
     if from_spec is not None and from_flag is not None and from_spec != from_flag:
         raise ValueError(f"{name}: the weights say {from_spec!r} but the command line says {from_flag!r}")
@@ -141,13 +178,16 @@ def parse_weights(spec: dict, cell: str | None = None, nonlinearity: str | None 
     """Validate a weights dict (the JSON format in the module docstring) and split it per gate.
 
     Args:
-        spec: the dict; `cell` and `nonlinearity` here override (and must agree with) its own keys.
+        spec: the dict; `cell` and `nonlinearity` here override (and must agree with) its own keys. With
+            neither a `cell` here nor a "cell" key, `infer_cell` reads it off the weights.
 
     Returns:
         An ExplainInput. Raises ValueError naming the expected and the given value on any problem.
     """
     if not isinstance(spec, dict):
         raise ValueError(f"weights: expected a JSON object (keys x, W_xh, ...), got {type(spec).__name__}")
+    if cell is None and spec.get("cell") is None:
+        cell = infer_cell(spec)
     cell = _choose("cell", spec.get("cell"), cell, tuple(GATES), "rnn")
     nonlinearity = _choose("nonlinearity", spec.get("nonlinearity"), nonlinearity, ("tanh", "relu"), "tanh")
     if cell != "rnn" and nonlinearity != "tanh":

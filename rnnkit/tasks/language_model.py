@@ -8,12 +8,15 @@ Data (`data.dataset`):
   in `data.script`; the regular poems (`data.poem_chars` characters per line, `data.poem_lines` lines) are
   de-duplicated, shuffled with `trainer.seed` and split by whole poems, each wrapped as ^poem$
   (rnnkit.data.poems). The model file's config then says it is a poem model (`training_data`).
-The vocabulary is built from all the text read, so validation never meets an unknown character.
+The vocabulary (`data.level`): characters or words, built from all the text read, so validation never meets
+an unknown token; or subwords, a BPE trained on the training text only and stored in the model file.
 
 Training is stateful truncated BPTT: each batch continues the rows of the previous one, and the recurrent
 state is carried across batches with its graph cut (`detach_state`).
 
-Metrics: mean cross-entropy in nats, bits per token and perplexity, token-weighted over the validation stream.
+Metrics: mean cross-entropy in nats, bits per token and perplexity, token-weighted over the validation stream;
+the bits are named after the level's token (`BITS`): bpc (per character), bpw (per word), bpt (per subword
+token), so a char model logs valid_bpc and a word model valid_bpw.
 
     >>> from rnnkit.tasks.language_model import LanguageModelRunConfig
     >>> LanguageModelRunConfig().model.encoder.cell
@@ -30,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.data.corpus import TextDataConfig, token_ids
-from rnnkit.data.text import TokenStream, Vocabulary, read_text
+from rnnkit.data.corpus import TextDataConfig, evaluation_ids, token_ids
+from rnnkit.data.text import UNKNOWN, TokenStream, Vocabulary, read_text
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig, upgrade_model_config
 from rnnkit.nn.state import detach_state
 from rnnkit.train.checkpoint import CheckpointError, load_model_file
@@ -46,7 +49,8 @@ __all__ = [
     "TextDataConfig",
     "LanguageModelRunConfig",
     "CrossEntropy",
-    "UNITS",
+    "BITS",
+    "units",
     "upgrade_config",
     "language_model_task",
     "TrainedLanguageModel",
@@ -83,15 +87,28 @@ def upgrade_config(data: dict) -> dict:
     return data
 
 
+# The name and unit of loss / ln 2 at each level: what one token of the vocabulary is.
+BITS = {"char": ("bpc", "bits per character"), "word": ("bpw", "bits per word"),
+        "subword": ("bpt", "bits per token")}
+
+
 class CrossEntropy(MeanLoss):
-    """Token-weighted mean cross-entropy -> {loss (nats), bpc (bits per token: loss / ln 2), ppl (exp)}."""
+    """Token-weighted mean cross-entropy -> {loss (nats), bits (loss / ln 2, named by `BITS[level]`: bpc,
+    bpw or bpt), ppl (exp)}."""
+
+    def __init__(self, level: str = "char", **kwargs):
+        super().__init__(**kwargs)
+        self.bits = BITS[level][0]
 
     def compute(self) -> dict[str, float]:
         loss = self.mean()
-        return {"loss": loss, "bpc": loss / math.log(2.0), "ppl": math.exp(min(loss, 700.0))}
+        return {"loss": loss, self.bits: loss / math.log(2.0), "ppl": math.exp(min(loss, 700.0))}
 
 
-UNITS = {"loss": "cross-entropy (nats)", "bpc": "bits per token", "ppl": "perplexity"}
+def units(level: str) -> dict[str, str]:
+    """Metric name -> axis label of the plots, for a vocabulary of `level`."""
+    bits, unit = BITS[level]
+    return {"loss": "cross-entropy (nats)", bits: unit, "ppl": "perplexity"}
 
 
 def lm_loss(model: LanguageModel, batch, carry):
@@ -125,8 +142,8 @@ def language_model_task(config: LanguageModelRunConfig, vocab: Vocabulary | None
         loss=lm_loss,
         train_batches=train_batches,
         valid_batches=valid_batches,
-        metrics=lambda: {"cross_entropy": CrossEntropy()},
-        units=UNITS,
+        metrics=lambda: {"cross_entropy": CrossEntropy(vocab.level)},
+        units=units(vocab.level),
         metadata={"config": to_dict(config), "vocabulary": vocab.to_json()},
     )
     return task, config, vocab
@@ -202,16 +219,20 @@ class TrainedLanguageModel:
 
         return generate(self.model, self.vocabulary, prompt, max_new_tokens, **decoding)
 
-    def poem(self, chars: int = 5, lines: int = 4, acrostic: str | None = None, **decoding) -> str:
-        """A well-formed Tang poem from a poem model (rnnkit.decode.generate_poem)."""
+    def poem(self, chars: int = 5, lines: int | None = None, acrostic: str | None = None, **decoding) -> str:
+        """A well-formed Tang poem from a poem model, one verse per line (rnnkit.decode.generate_poem)."""
         from rnnkit.decode import generate_poem
 
         return generate_poem(self.model, self.vocabulary, chars, lines, acrostic, **decoding)
 
-    def evaluate(self, data_path: str | Path, split: str = "valid", accelerator: str = "cpu") -> dict:
-        """{loss (nats), bpc, ppl, tokens} on text read as in training (`split`: valid, train or all)."""
+    def evaluate(
+        self, data_path: str | Path, split: str = "valid", accelerator: str = "cpu", unknown: str = "error"
+    ) -> dict:
+        """{loss (nats), bpc / bpw / bpt (bits per token of the level), ppl, tokens, unknown} on text read as
+        in training (`split`: valid, train or all; `unknown`: error, skip or unk, see
+        `evaluate_language_model`)."""
         metrics = evaluate_language_model(self.path, data_path, split, accelerator=accelerator,
-                                          progress_bar=False)
+                                          progress_bar=False, unknown=unknown)
         return {k.removeprefix("valid_"): v for k, v in metrics.items()}
 
     predict = generate
@@ -236,24 +257,31 @@ def evaluate_language_model(
     bptt: int = 0,
     accelerator: str = "auto",
     progress_bar: bool = True,
+    unknown: str = "error",
 ) -> dict[str, float]:
-    """Cross-entropy (nats), bits per token and perplexity of a trained model on text.
+    """Cross-entropy (nats), bits per token (valid_bpc / valid_bpw / valid_bpt by the level) and perplexity
+    of a trained model on text.
 
     Args:
         checkpoint: a model file (model.safetensors of a run).
         data_path: text file or folder, read as in training.
         split_name: "valid" (the training run's held-out part), "train", or "all" (the whole text).
         batch_size, bptt: 0 = as in training.
+        unknown: tokens the vocabulary does not hold: "error" (ValueError naming the first few and their
+            count), "skip" (left out) or "unk" (mapped to <unk>, when the vocabulary has one); their count
+            is `valid_unknown`.
     """
+    if unknown not in UNKNOWN:
+        raise ValueError(f"unknown must be 'error', 'skip' or 'unk', got {unknown!r}")
     model, vocab, meta = load_language_model(checkpoint)
     data = TextDataConfig(**meta["config"]["data"])
     data = dataclasses.replace(
         data, path=str(data_path), batch_size=batch_size or data.batch_size, bptt=bptt or data.bptt
     )
-    if split_name not in ("valid", "train", "all"):
-        raise ValueError(f"split must be 'valid', 'train' or 'all', got {split_name!r}")
-    train_ids, valid_ids, _ = token_ids(data, vocab, meta["config"].get("trainer", {}).get("seed", 0))
-    ids = {"train": train_ids, "valid": valid_ids, "all": torch.cat([train_ids, valid_ids])}[split_name]
+    seed = meta["config"].get("trainer", {}).get("seed", 0)
+    ids, unseen = evaluation_ids(data, vocab, seed, split_name, unknown)
+    if len(ids) < 2:
+        raise ValueError(f"{data_path} ({split_name}) holds {len(ids)} known tokens, need at least 2")
     rows = max(1, min(data.batch_size, (len(ids) - 1) // data.bptt))
     stream = TokenStream(ids, rows, data.bptt)
     task = Task(
@@ -262,10 +290,11 @@ def evaluate_language_model(
         loss=lm_loss,
         train_batches=lambda r, w, e: [],
         valid_batches=lambda r, w, e: stream,
-        metrics=lambda: {"cross_entropy": CrossEntropy()},
+        metrics=lambda: {"cross_entropy": CrossEntropy(vocab.level)},
     )
     metrics = evaluate(task, TrainerConfig(accelerator=accelerator, devices=1, progress_bar=progress_bar))
     metrics["valid_tokens"] = float(stream.targets.numel())  # the remainder that fills no row is not scored
+    metrics["valid_unknown"] = float(sum(unseen.values()))
     return metrics
 
 
@@ -323,26 +352,35 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=0,
                         help="rows of the stream (default: as in training)")
     parser.add_argument("--bptt", type=int, default=0, help="time steps per batch (default: as in training)")
+    parser.add_argument("--unknown", choices=UNKNOWN, default="error",
+                        help="characters or words the model's vocabulary does not hold: an error naming them "
+                        "(default), skip them, or map them to <unk> (when the vocabulary has it); the count "
+                        "is reported")
 
 
 def evaluate_command(args) -> int:
-    """`rnnkit evaluate`: cross-entropy, bits per token and perplexity on stdout (JSON with --json)."""
+    """`rnnkit evaluate`: cross-entropy, bits per character / word / token and perplexity on stdout (JSON
+    with --json)."""
     metrics = evaluate_language_model(args.model, args.data, args.split, args.batch_size, args.bptt,
-                                      args.accelerator, progress_bar=not args.json)
+                                      args.accelerator, progress_bar=not args.json, unknown=args.unknown)
     metrics = {k.removeprefix("valid_"): v for k, v in metrics.items()}
     if args.json:
         print(json.dumps(metrics))
-    else:
-        print(f"{args.model} on {args.data} ({args.split}, {int(metrics['tokens'])} tokens): "
-              f"cross-entropy {metrics['loss']:.4f} nats, {metrics['bpc']:.4f} bits per token, "
-              f"perplexity {metrics['ppl']:.3f}")
+        return 0
+    bits, unit = next((b, u) for b, u in BITS.values() if b in metrics)
+    unknown = int(metrics["unknown"])
+    handled = {"skip": "skipped", "unk": "scored as <unk>"}.get(args.unknown)
+    note = f"; {unknown} unknown tokens {handled}" if unknown and handled else ""
+    print(f"{args.model} on {args.data} ({args.split}, {int(metrics['tokens'])} tokens{note}): "
+          f"cross-entropy {metrics['loss']:.4f} nats, {metrics[bits]:.4f} {unit}, "
+          f"perplexity {metrics['ppl']:.3f}")
     return 0
 
 
 def add_predict_arguments(gen) -> None:
     gen.add_argument("--prompt", default="", help="text to continue (default: start after a line break)")
-    gen.add_argument("--max-new-tokens", type=int, default=200, metavar="N",
-                     help="tokens to generate (default: 200)")
+    gen.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                     help="tokens to generate (default: 200; not with poems, whose form sets their length)")
     gen.add_argument("--temperature", type=float, default=1.0,
                      help="divide the logits by this (> 0; lower is more conservative; default: 1.0)")
     gen.add_argument("--top-k", type=int, default=None, metavar="K", help="sample only among the K likeliest")
@@ -375,31 +413,60 @@ def predict_command(args) -> int:
 
     data = training_data(meta)  # None: a hand-saved model file, judged by its vocabulary alone
     poem_model = data is not None and data.dataset == "tang_poems"
-    if (args.poem or args.acrostic) and data is not None and not poem_model:
+    poem_flags = [flag for flag, value in (("--poem", args.poem), ("--acrostic", args.acrostic),
+                                           ("--chars", args.chars), ("--lines", args.lines)) if value]
+    if poem_flags and data is not None and not poem_model:
         raise ValueError(
             f"{args.model} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
-            "--poem/--acrostic need a model trained with data.dataset=tang_poems (configs/tang_poems.yaml)"
+            f"{'/'.join(poem_flags)} need a model trained with data.dataset=tang_poems "
+            "(configs/tang_poems.yaml)"
         )
     if args.poem or args.acrostic or poem_model:  # a poem model always writes poems
-        if args.beam is not None or args.prompt:
-            raise ValueError("poems are decoded under constraints from the poem start: no --beam, "
-                             "no --prompt")
+        _check_poem_options(args, poem_model)
         chars, lines = _poem_form(args, data if poem_model else None)
         generate_poem(model, vocab, chars=chars, lines=lines, acrostic=args.acrostic, greedy=args.greedy,
                       stream=stream, **sampling)
     else:
+        if poem_flags:
+            raise ValueError(f"{'/'.join(poem_flags)} shape a poem: add --poem (for a poem model)")
         print(args.prompt, end="", flush=True)
-        generate(model, vocab, args.prompt, args.max_new_tokens, greedy=args.greedy, beam_size=args.beam,
+        max_new_tokens = 200 if args.max_new_tokens is None else args.max_new_tokens
+        generate(model, vocab, args.prompt, max_new_tokens, greedy=args.greedy, beam_size=args.beam,
                  stream=stream, **sampling)
     print()
     return 0
+
+
+def _check_poem_options(args, poem_model: bool) -> None:
+    """Free-text decoding options given for a poem are errors, never silently dropped."""
+    given = []
+    if args.beam is not None:
+        given.append(f"--beam {args.beam}")
+    if args.prompt:
+        given.append(f"--prompt {args.prompt!r}")
+    if args.max_new_tokens is not None:
+        given.append(f"--max-new-tokens {args.max_new_tokens}")
+    if given:
+        why = "--poem" if args.poem else "--acrostic" if args.acrostic else f"{args.model} is a poem model"
+        raise ValueError(
+            f"poems are decoded under constraints from the poem start, their length set by --chars and "
+            f"--lines: no --beam, no --prompt, no --max-new-tokens; got {', '.join(given)} ({why})"
+        )
 
 
 def _poem_form(args, data: TextDataConfig | None) -> tuple[int, int]:
     """(chars, lines) from --chars/--lines/--acrostic, defaulting to the form the model was trained on;
     a form the model never saw (its data.poem_chars / data.poem_lines, 0 = both) is an error."""
     trained = {"chars": data.poem_chars if data else 0, "lines": data.poem_lines if data else 0}
-    lines = len("".join(args.acrostic.split())) if args.acrostic else args.lines  # the acrostic sets lines
+    lines = args.lines
+    if args.acrostic:  # the acrostic sets the lines
+        acrostic = "".join(args.acrostic.split())
+        if lines is not None and len(acrostic) in (4, 8) and lines != len(acrostic):
+            raise ValueError(
+                f"--lines {lines} conflicts with the {len(acrostic)}-character --acrostic {acrostic}, which "
+                f"writes {len(acrostic)} lines (leave --lines out)"
+            )
+        lines = len(acrostic)
     asked = {"chars": args.chars or trained["chars"] or 5, "lines": lines or trained["lines"] or 4}
     for key, value in asked.items():
         if trained[key] and value != trained[key]:
@@ -414,7 +481,8 @@ def _spec():
 
     return TaskSpec(
         name=TASK,
-        summary="a character- or word-level language model on text (or Tang poems): next-token prediction",
+        summary="a character-, word- or subword-level language model on text (or Tang poems): next-token "
+        "prediction",
         config_class=LanguageModelRunConfig,
         build=build,
         upgrade_config=upgrade_config,

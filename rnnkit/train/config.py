@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, fields, is_dataclass
@@ -178,6 +179,9 @@ class TrainerConfig:
 # ---- dict <-> dataclass --------------------------------------------------------------------------------
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -206,6 +210,8 @@ def _convert(value: Any, tp, key: str) -> Any:
             return from_dict(tp, value, prefix=f"{key}.")
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 as a string
             return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -31,11 +31,13 @@ _NOISE = (
 
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(_NOISE)
+        message = record.getMessage()
+        return not (message.startswith(_NOISE) or "litlogger" in message)  # and the advertising tip
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's banner lines (devices available, stepping-batch estimates, its own stop notice)."""
+    """Drop Lightning's banner lines (devices available, stepping-batch estimates, its own stop notice, the
+    advertising tip)."""
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
                  "lightning_fabric.utilities.rank_zero"):  # fmt: skip
         logger = logging.getLogger(name)
