@@ -39,3 +39,18 @@ def test_rnnkit_plot_redraws_one_run_and_overlays_several(runs, tmp_path, capsys
     assert "holds no metrics.csv: expected a run directory" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="holds no metrics.csv"):
         plot_runs([runs / "a", tmp_path], tmp_path / "x.png")
+
+
+def test_a_language_model_run_draws_ln_v_bits_and_what_was_trained(tmp_path):
+    import math
+
+    from test_train_engine import tiny_config
+
+    from rnnkit.tasks.language_model import train_language_model
+
+    result = train_language_model(tiny_config(tmp_path, "trainer.max_steps=4", "trainer.run_name=lm"))
+    extras = run_plot_info(result.run_dir)["plot"]
+    (level, label), = extras["references"]["loss"]
+    vocab_size = int(label.split("V = ")[1].split()[0])
+    assert level == pytest.approx(math.log(vocab_size)) and "parameters; char level" in extras["subtitle"]
+    assert extras["secondary"]["loss"] == ["bits per character", pytest.approx(1 / math.log(2))]

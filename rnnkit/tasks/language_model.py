@@ -136,17 +136,35 @@ def language_model_task(config: LanguageModelRunConfig, vocab: Vocabulary | None
         batch_size = max(1, min(data.batch_size, (len(valid_ids) - 1) // (world_size * data.bptt)))
         return TokenStream(valid_ids, batch_size, data.bptt, rank=rank, world_size=world_size)
 
+    model = LanguageModel(config.model)
     task = Task(
         name=TASK,
-        model=LanguageModel(config.model),
+        model=model,
         loss=lm_loss,
         train_batches=train_batches,
         valid_batches=valid_batches,
         metrics=lambda: {"cross_entropy": CrossEntropy(vocab.level)},
         units=units(vocab.level),
+        plot=plot_extras(config, len(vocab), vocab.level, sum(p.numel() for p in model.parameters())),
         metadata={"config": to_dict(config), "vocabulary": vocab.to_json()},
     )
     return task, config, vocab
+
+
+def plot_extras(config: LanguageModelRunConfig, vocab_size: int, level: str, parameters: int) -> dict:
+    """The loss plot's extras (rnnkit.train.plots): the uniform model's level ln V, a second axis in bits
+    (nats / ln 2), and a subtitle saying what was trained on what."""
+    encoder, data = config.model.encoder, config.data
+    variants = [k for k, v in encoder.variants.items() if v]
+    source = data.dataset if data.dataset != "text" else Path(data.path).name if data.path else "text"
+    cell = " + ".join([encoder.cell, *variants])
+    sizes = f"{encoder.num_layers} x {encoder.hidden_size} {cell}, embedding {config.model.embedding_size}"
+    subtitle = f"{sizes}, {parameters:,} parameters; {level} level, V = {vocab_size:,}, {source}"
+    return {
+        "subtitle": subtitle,
+        "references": {"loss": [[math.log(vocab_size), f"uniform over V = {vocab_size:,} tokens: ln V"]]},
+        "secondary": {"loss": [BITS[level][1], 1.0 / math.log(2.0)]},
+    }
 
 
 def build(config: LanguageModelRunConfig, resume_dir: Path | None) -> BuiltTask:
