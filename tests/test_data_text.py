@@ -190,3 +190,14 @@ def test_stateful_tbptt_equals_one_pass_over_each_row():
     rows = ids[: 3 * stream.row_length].view(3, -1)
     whole, _ = lstm(embed(rows))
     torch.testing.assert_close(torch.cat(outs, dim=1), whole)
+
+
+@pytest.mark.parametrize("data, kind", [
+    ("hello world\n".encode("utf-16-le"), "UTF-16 text without a byte-order"),
+    (b"\x00" * 64, "binary"),
+    (b"abc\x00\x01\x02" * 8, "binary"),
+])
+def test_nul_bytes_are_not_text(tmp_path, data, kind):
+    (tmp_path / "t.txt").write_bytes(data)
+    with pytest.raises(ValueError, match=f"holds NUL bytes .* looks {kind}"):
+        read_text(tmp_path / "t.txt")

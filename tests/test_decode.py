@@ -484,3 +484,13 @@ def test_cli_generate_prints_the_continuation_and_poems(tmp_path, capsys):
     assert "acrostic character '天' (U+5929) is not in the model's vocabulary" in capsys.readouterr().err
     assert main(["generate", str(path), "--greedy", "--temperature", "0.5"]) == 2
     assert "apply to sampling, not to greedy" in capsys.readouterr().err
+
+
+def test_a_diverged_model_is_an_error_not_garbage():
+    vocab = Vocabulary.build("abcabc", level="char")
+    model = engine_model(len(vocab), seed=0)
+    with torch.no_grad():
+        model.decoder.weight.fill_(float("nan"))
+    for kwargs in ({}, {"greedy": True}, {"beam_size": 2}):
+        with pytest.raises(ValueError, match="logits are NaN: its weights hold NaN or inf"):
+            generate(model, vocab, "ab", 5, seed=0, **kwargs)

@@ -73,11 +73,18 @@ def read_text(path: str | Path) -> str:
 def _read_utf8(path: Path) -> str:
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(
             f"{path} is not valid UTF-8: byte {data[e.start]:#04x} at offset {e.start} ({e.reason})"
         ) from None
+    nul = text.find("\0")
+    if nul >= 0:  # valid UTF-8, but no text: UTF-16 (every other byte 0 for ASCII) or a binary file
+        utf16 = data[1::2].count(0) > len(data) // 4 and data[0::2].count(0) < len(data) // 8  # ASCII in LE
+        kind = "UTF-16 text without a byte-order mark" if utf16 else "binary"
+        raise ValueError(f"{path} holds NUL bytes (first at offset {nul}): it looks {kind}, expected UTF-8 "
+                         "text (convert it, e.g. iconv -f UTF-16LE -t UTF-8)")
+    return text
 
 
 def tokenize(text: str, level: Level) -> list[str]:

@@ -42,6 +42,9 @@ class Stepper:
     def __call__(self, tokens: Sequence[int], state: Any) -> tuple[torch.Tensor, Any]:
         token = torch.tensor(list(tokens), dtype=torch.long, device=self.device)  # (B,)
         logits, state = self.step(token, state)  # (B, V)
+        if torch.isnan(logits).any():
+            raise ValueError("the model's logits are NaN: its weights hold NaN or inf (a diverged run?); "
+                             "expected finite weights, e.g. an earlier checkpoint of the run")
         return logits.float(), state
 
     def feed(self, ids: Sequence[int], state: Any = None, batch: int = 1) -> tuple[torch.Tensor | None, Any]:

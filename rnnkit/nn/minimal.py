@@ -190,6 +190,9 @@ class _MinimalRNN(nn.Module):
         else:
             self._check_input(input, 3, "input")
             x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+            if x.shape[0] == 0:
+                raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)} "
+                                 "(T = 0)")
             if lengths is not None:
                 lengths = check_lengths(lengths, x.shape[0], x.shape[1], enforce_sorted)
         lengths = None if lengths is None else lengths.to(x.device)

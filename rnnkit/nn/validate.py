@@ -40,6 +40,8 @@ def check_input(layer, input, hx, lengths, enforce_sorted: bool) -> tuple[int, i
     if data.shape[-1] != layer.input_size:
         raise ValueError(f"input.size(-1) must be equal to input_size. Expected {layer.input_size}, "
                          f"got {data.shape[-1]}")
+    if T == 0:
+        raise ValueError(f"input must have at least one time step, got shape {tuple(data.shape)} (T = 0)")
     if lengths is not None:
         if not batched:
             raise ValueError("lengths needs a batched 3-D input, got an unbatched 2-D input")
@@ -51,7 +53,8 @@ def check_input(layer, input, hx, lengths, enforce_sorted: bool) -> tuple[int, i
 def check_lengths(lengths, T: int, B: int, enforce_sorted: bool = False) -> Tensor:
     """lengths (list or tensor, any device) as a CPU int64 tensor (B,) with entries in [1, T]."""
     lengths = torch.as_tensor(lengths).to("cpu")
-    if lengths.dim() != 1 or lengths.is_floating_point() or lengths.is_complex():
+    integers = not (lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool)
+    if lengths.dim() != 1 or not integers:
         raise ValueError(f"lengths must be a 1-D list or tensor of integers, got {lengths.dtype} "
                          f"of shape {tuple(lengths.shape)}")
     if lengths.numel() != B:
