@@ -44,6 +44,17 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configs(args: argparse.Namespace) -> int:
+    from rnnkit.presets import PRESETS, list_presets
+
+    presets = list_presets()
+    width = max((len(name) for name, _ in presets), default=0)
+    for name, text in presets:
+        print(f"{name:<{width}}  {text}")
+    print(f"(in {PRESETS}; use one with rnnkit train --config NAME)", file=sys.stderr)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -121,9 +132,9 @@ def _read_config_mapping(args: argparse.Namespace) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"cannot resume: {path} not found (give the run directory)")
     elif args.config is not None:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        from rnnkit.presets import find_preset
+
+        path = find_preset(args.config)
     else:
         return {}
     return read_yaml_mapping(path)
@@ -216,8 +227,9 @@ def _add_train_parsers(sub, spec) -> None:
         epilog=_config_keys_help(spec),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("--config", metavar="YAML",
-                       help="preset, e.g. configs/shakespeare_char.yaml (default: built-in defaults)")
+    train.add_argument("--config", metavar="NAME|YAML",
+                       help="a shipped preset's name (rnnkit configs lists them), e.g. shakespeare_char, or "
+                       "a path to a YAML file (default: built-in defaults)")
     train.add_argument("--data", metavar="PATH", help="the training data (sets data.path)")
     train.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR exactly where its last checkpoint left it (its "
@@ -248,7 +260,7 @@ def _add_train_parsers(sub, spec) -> None:
         description="Run a model file written by `rnnkit train` on new input; flags of task "
         f"{spec.name}. A language model continues a prompt, printing each token as it is chosen: sampling "
         "with temperature, top-k and top-p (nucleus), greedy decoding, or beam search. A model trained on "
-        "Tang poems (data.dataset tang_poems, configs/tang_poems.yaml) always writes a well-formed poem of 4 "
+        "Tang poems (data.dataset tang_poems, preset tang_poems) always writes a well-formed poem of 4 "
         "or 8 lines of 5 or 7 characters, in the script it was trained on (--poem is then implied; on a "
         "plain-text model it is an error); with --acrostic, line k starts with the k-th given character "
         "(4 -> quatrain, 8 -> regulated verse).",
@@ -341,6 +353,14 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0,
                          help="seed of the made-up LSTM/GRU weights used without --weights (default: 0)")
     explain.set_defaults(func=_explain)
+
+    configs = sub.add_parser(
+        "configs",
+        help="list the presets shipped with rnnkit (for rnnkit train --config NAME)",
+        description="List the YAML presets that ship inside the package, one line each; `rnnkit train "
+        "--config NAME` finds them by name from any folder (a path to a YAML file works too).",
+    )
+    configs.set_defaults(func=_configs)
 
     plot = sub.add_parser(
         "plot",

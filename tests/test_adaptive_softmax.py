@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from rnnkit.cli import main
 from rnnkit.models import LanguageModel, LanguageModelConfig, RecurrentConfig
+from rnnkit.presets import find_preset
 from rnnkit.tasks.language_model import LanguageModelRunConfig, load_language_model
 from rnnkit.train.config import apply_overrides, from_dict
 
@@ -206,11 +207,10 @@ def test_bf16_autocast_training_step_runs():
 
 
 def test_wikitext2_preset_is_an_adaptive_softmax_run_that_stops_within_its_budget():
-    from pathlib import Path
 
     from rnnkit.train.config import load_yaml
 
-    config = load_yaml(LanguageModelRunConfig, Path(__file__).parents[1] / "configs/wikitext2_word.yaml")
+    config = load_yaml(LanguageModelRunConfig, find_preset("wikitext2_word"))
     assert config.model.adaptive_softmax_cutoffs == (2000, 10000) and config.model.tie_weights
     assert config.optim.schedule == "cosine" and config.trainer.max_time_minutes == 40
     steps_per_epoch = 2_088_628 // (config.data.batch_size * config.data.bptt)  # WikiText-2 train tokens

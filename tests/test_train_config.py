@@ -19,7 +19,7 @@ from rnnkit.train.config import (
     to_dict,
 )
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[1] / "rnnkit" / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -140,3 +140,19 @@ def test_exponent_floats_convert_although_yaml_reads_them_as_strings():
     assert (config.optim.lr, config.optim.weight_decay) == (1e-3, 2.5e-4)
     with pytest.raises(ValueError, match=r"config key 'optim.lr' expects float, got 'fast'"):
         apply_overrides(LanguageModelRunConfig(), ["optim.lr=fast"])
+
+
+def test_presets_are_found_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    from rnnkit.cli import main
+    from rnnkit.presets import find_preset, list_presets
+
+    monkeypatch.chdir(tmp_path)  # not the repository
+    assert find_preset("tiny_char") == find_preset("tiny_char.yaml") and find_preset("tiny_char").is_file()
+    (tmp_path / "mine.yaml").write_text("task: language_model\n")
+    assert find_preset("mine.yaml") == Path("mine.yaml")  # a path wins
+    with pytest.raises(FileNotFoundError, match="did you mean 'tiny_char'"):
+        find_preset("tiny_chr")
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(list_presets()) >= 6 and any(line.startswith("shakespeare_char ") for line in out)
+    assert all(text for _, text in list_presets())  # every preset says what it is in its first line
