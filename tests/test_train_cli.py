@@ -160,3 +160,36 @@ def test_bad_configs_and_options_are_one_line_errors(tmp_path, monkeypatch, caps
     code, out, err = run(["train", *argv], capsys)
     assert code == 2 and message in err and err.startswith("rnnkit train: error:") and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
+
+
+def test_corrupt_language_model_metadata_is_named(tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from test_train_engine import tiny_config
+
+    from rnnkit.tasks.language_model import train_language_model
+
+    run_dir = train_language_model(tiny_config(tmp_path, "trainer.max_steps=2", "trainer.run_name=m")).run_dir
+    source = run_dir / "model.safetensors"
+    with safe_open(source, framework="pt") as f:
+        header = json.loads(f.metadata()["rnnkit"])
+
+    def corrupt(change, message):
+        h = json.loads(json.dumps(header))
+        change(h)
+        bad = tmp_path / "bad.safetensors"
+        save_file(load_file(source), bad, metadata={"rnnkit": json.dumps(h)})
+        code, _, err = run(["generate", str(bad), "--max-new-tokens", "3"], capsys)
+        assert code == 2 and message in err and "Traceback" not in err, err
+
+    def vocabulary(edit):
+        def change(h):
+            v = json.loads(h["vocabulary"]) if isinstance(h["vocabulary"], str) else h["vocabulary"]
+            edit(v)
+            h["vocabulary"] = json.dumps(v) if isinstance(h["vocabulary"], str) else v
+        return change
+
+    corrupt(vocabulary(lambda v: v["tokens"].pop()), "tokens but the model's output layer has")
+    corrupt(vocabulary(lambda v: v["tokens"].__setitem__(1, v["tokens"][2])), "tokens must be distinct")
+    corrupt(lambda h: h["config"]["data"].__setitem__("dataset", "klingon"), "got 'klingon'")
+    corrupt(lambda h: h.pop("vocabulary"), "metadata lacks 'vocabulary'")

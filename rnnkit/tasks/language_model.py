@@ -66,7 +66,7 @@ TASK = "language_model"
 
 @dataclass(frozen=True)
 class LanguageModelRunConfig:
-    """The whole configuration of `rnnkit train` for a language model (what configs/*.yaml hold)."""
+    """The whole configuration of `rnnkit train` for a language model (what its presets hold)."""
 
     task: str = TASK
     model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
@@ -201,8 +201,16 @@ def load_language_model(
         meta["config"] = upgrade_config(meta["config"])
         model_config = from_dict(LanguageModelConfig, meta["config"]["model"], prefix="model.")
         vocab = Vocabulary.from_json(meta["vocabulary"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: language-model metadata is incomplete: {e!r}") from e
+        training_data(meta)  # the data section is checked here, not at the first use
+    except KeyError as e:
+        raise CheckpointError(f"{path}: the language-model metadata lacks {e}: incomplete or corrupt") from e
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid language-model metadata: {e}") from e
+    if len(vocab) != model_config.vocab_size:
+        raise CheckpointError(
+            f"{path}: the vocabulary holds {len(vocab)} tokens but the model's output layer has "
+            f"model.vocab_size = {model_config.vocab_size}: the metadata is corrupt"
+        )
     model = LanguageModel(model_config)
     try:
         model.load_state_dict({k: v.to(map_location) for k, v in state_dict.items()})
@@ -437,7 +445,7 @@ def predict_command(args) -> int:
         raise ValueError(
             f"{args.model} was trained on plain text (data.dataset {data.dataset!r}), not on poems: "
             f"{'/'.join(poem_flags)} need a model trained with data.dataset=tang_poems "
-            "(configs/tang_poems.yaml)"
+            "(preset tang_poems)"
         )
     if args.poem or args.acrostic or poem_model:  # a poem model always writes poems
         _check_poem_options(args, poem_model)
