@@ -24,7 +24,7 @@ from rnnkit.tasks.language_model import (
 from rnnkit.train.checkpoint import save_model
 from rnnkit.train.config import to_dict
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tang_poems.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "rnnkit" / "configs" / "tang_poems.yaml"
 
 # (traditional, simplified) pairs; the last two are not regular and must be filtered out.
 POEMS = [
