@@ -208,14 +208,28 @@ def _merge_metrics(metrics_csv: Path, resumed_csv: Path) -> None:
     write_atomic(metrics_csv, text.getvalue().encode("utf-8"))
 
 
-def _checkpoint_end(ckpt_path: Path) -> dict | None:
-    """How the run that wrote `ckpt_path` ended ({reason, step, ...}), None when it did not (yet); a
-    checkpoint that cannot be read is refused here, before anything in the run directory changes."""
+def _checkpoint_end(ckpt_path: Path, module: TaskModule) -> dict | None:
+    """How the run that wrote `ckpt_path` ended ({reason, step, ...}), None when it did not (yet).
+
+    A checkpoint that cannot be read, or whose weights do not fit the model the run's config builds, is
+    refused here, before anything in the run directory changes."""
     try:
         state = load_tree(ckpt_path)
-        return state.get("callbacks", {}).get(EndOfRun.__qualname__, {}).get("end")
-    except (CheckpointError, AttributeError) as e:
+        saved, end = state["state_dict"], state.get("callbacks", {}).get(EndOfRun.__qualname__, {}).get("end")
+    except (CheckpointError, AttributeError, KeyError, TypeError) as e:
         raise CheckpointError(f"cannot resume from {ckpt_path}: {e}") from e
+    current = module.state_dict()
+    missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    shapes = [(k, tuple(saved[k].shape), tuple(v.shape)) for k, v in current.items()
+              if k in saved and saved[k].shape != v.shape]  # fmt: skip
+    if missing or unexpected or shapes:
+        what = (f"{shapes[0][0]} is {shapes[0][1]} there, {shapes[0][2]} here" if shapes
+                else f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}")
+        raise CheckpointError(
+            f"cannot resume from {ckpt_path}: its weights do not fit the model the run's config.yaml "
+            f"describes ({what}); was config.yaml edited, or the checkpoint copied from another run?"
+        )
+    return end
 
 
 def _lightning_trainer(
@@ -300,7 +314,7 @@ def fit(
                 f"cannot resume: no checkpoint at {ckpt_path} (the run stopped before its "
                 "first checkpoint was written)"
             )
-        end = _checkpoint_end(ckpt_path)
+        end = _checkpoint_end(ckpt_path, TaskModule(task, optim))
         if already_finished(end, config):
             return _finished(run_dir, end, config)
     monitor, mode = monitored(task, config)
