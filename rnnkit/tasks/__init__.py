@@ -27,6 +27,7 @@ __all__ = ["REGISTRY", "TaskSpec", "Flag", "get_task", "task_of_config", "resolv
 # task name -> module that defines its SPEC
 REGISTRY: dict[str, str] = {
     "language_model": "rnnkit.tasks.language_model",
+    "classifier": "rnnkit.tasks.classifier",
 }
 DEFAULT_TASK = "language_model"
 

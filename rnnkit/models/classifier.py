@@ -1,0 +1,177 @@
+"""A sequence classifier: a whole sequence in, one label out (many-to-one).
+
+    tokens (B, T) -> Embedding -> x (B, T, E)        or   features (B, T, F) -> Linear -> x (B, T, E)
+    x, lengths -> encoder (any cell / variant / stack / directions, rnnkit.models.recurrent) -> o (B, T, D H)
+    o -> pooling over the valid steps t < T_b -> p (B, D H) -> dropout -> logits = W p + b (B, K)
+
+Pooling (every kind reads only the valid steps, so padding never changes a prediction):
+
+    last       [forward o at t = T_b - 1 ; backward o at t = 0]: each direction's final state
+               (the classic y = softmax(V h_T + c))
+    mean       sum_{t < T_b} o_t / T_b
+    max        max_{t < T_b} o_t, per unit
+    attention  additive (Bahdanau et al. 2015): e_t = v^T tanh(W o_t), a = softmax over t < T_b of e,
+               p = sum_t a_t o_t; `attention_weights` keeps a (B, T) for explanations
+
+    >>> import torch
+    >>> from rnnkit.models.recurrent import RecurrentConfig
+    >>> config = ClassifierConfig(vocab_size=50, num_classes=3, embedding_size=8, pooling="attention",
+    ...                           encoder=RecurrentConfig(cell="gru", hidden_size=6, bidirectional=True))
+    >>> model = SequenceClassifier(config).eval()
+    >>> logits = model(torch.randint(1, 50, (4, 9)), torch.tensor([9, 5, 3, 1]))
+    >>> logits.shape, model.attention_weights[3, 1:].abs().sum().item()
+    (torch.Size([4, 3]), 0.0)
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.models.recurrent import RecurrentConfig, make_encoder
+
+__all__ = ["POOLINGS", "ClassifierConfig", "SequenceClassifier", "pool"]
+
+POOLINGS = ("last", "mean", "max", "attention")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The classifier (`model` section of a classifier preset).
+
+    Args:
+        vocab_size: V for token inputs (0 = from the data's tokenizer); exactly one of vocab_size and
+            num_features is set once the data is known.
+        num_features: F for numeric (T, F) inputs (0 = from the data).
+        num_classes: K (0 = from the data's labels).
+        embedding_size: E, the width of the token embedding or of the linear projection of the features.
+        encoder: the recurrent layer (cell, hidden_size, num_layers, bidirectional, variants).
+        pooling: "last", "mean", "max" or "attention" (see the module docstring).
+        attention_size: width of W in additive attention.
+        dropout: on the pooled vector, before the head.
+        embedding_dropout: on the embedded / projected inputs.
+    """
+
+    vocab_size: int = 0
+    num_features: int = 0
+    num_classes: int = 0
+    embedding_size: int = 128
+    encoder: RecurrentConfig = field(default_factory=RecurrentConfig)
+    pooling: str = "last"
+    attention_size: int = 64
+    dropout: float = 0.3
+    embedding_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        for name in ("vocab_size", "num_features", "num_classes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"model.{name} must be an integer >= 0 (0 = from the data), got {value!r}")
+        for name in ("embedding_size", "attention_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name} must be an integer >= 1, got {value!r}")
+        if self.vocab_size and self.num_features:
+            raise ValueError(
+                f"model.vocab_size ({self.vocab_size}) and model.num_features ({self.num_features}) are both "
+                "set: the input is token ids or numeric features, not both"
+            )
+        for name in ("dropout", "embedding_dropout"):
+            p = getattr(self, name)
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+                raise ValueError(f"model.{name} must be a probability in [0, 1), got {p!r}")
+            object.__setattr__(self, name, float(p))
+
+
+def pool(outputs: Tensor, lengths: Tensor, how: str, directions: int = 1) -> Tensor:
+    """Pool encoder outputs (B, T, D H) over each sequence's valid steps -> (B, D H) (module docstring).
+
+    (Attention has weights of its own and lives in `SequenceClassifier`.)
+    """
+    B, T, width = outputs.shape
+    valid = torch.arange(T, device=outputs.device)[None, :] < lengths[:, None]  # (B, T)
+    if how == "last":
+        rows = torch.arange(B, device=outputs.device)
+        last = outputs[rows, lengths - 1]  # (B, D H): the forward direction's final state is here
+        if directions == 1:
+            return last
+        H = width // directions
+        return torch.cat([last[:, :H], outputs[:, 0, H:]], dim=-1)  # backward's final state is at t = 0
+    if how == "mean":
+        summed = outputs.masked_fill(~valid[..., None], 0.0).sum(dim=1)  # (B, D H)
+        return summed / lengths[:, None].to(outputs.dtype)
+    if how == "max":
+        return outputs.masked_fill(~valid[..., None], float("-inf")).amax(dim=1)  # (B, D H)
+    raise ValueError(f"pooling must be one of {POOLINGS[:3]} here, got {how!r}")
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding or projection -> recurrent encoder -> pooling -> dropout -> linear head.
+
+    Args:
+        config: a ClassifierConfig with num_classes and one of vocab_size / num_features filled in.
+
+    `forward(inputs, lengths, targets=None)`: inputs (B, T) int64 token ids or (B, T, F) float features,
+    lengths (B,) (each in [1, T]) -> logits (B, K), or (logits, mean cross-entropy) given targets (B,).
+    """
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        if config.num_classes < 1 or not (config.vocab_size or config.num_features):
+            raise ValueError(
+                "a classifier needs model.num_classes and model.vocab_size or model.num_features filled in "
+                f"(got num_classes={config.num_classes}, vocab_size={config.vocab_size}, "
+                f"num_features={config.num_features})"
+            )
+        self.config = config
+        E = config.embedding_size
+        if config.vocab_size:
+            self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=0)  # id 0 is <pad>
+        else:
+            self.embedding = nn.Linear(config.num_features, E)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.encoder = make_encoder(config.encoder, E)
+        width = config.encoder.output_size  # D H
+        if config.pooling == "attention":
+            self.attention = nn.Sequential(nn.Linear(width, config.attention_size), nn.Tanh(),
+                                           nn.Linear(config.attention_size, 1, bias=False))
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(width, config.num_classes)
+        self.attention_weights: Tensor | None = None
+
+    def encode(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        """The encoder's outputs o (B, T, D H), zero at padded steps."""
+        if self.config.vocab_size and inputs.is_floating_point():
+            raise ValueError(f"this classifier reads token ids (B, T), got {inputs.dtype} of shape "
+                             f"{tuple(inputs.shape)}")
+        if self.config.num_features and (inputs.dim() != 3 or inputs.shape[-1] != self.config.num_features):
+            raise ValueError(f"this classifier reads features (B, T, {self.config.num_features}), got shape "
+                             f"{tuple(inputs.shape)}")
+        x = self.embedding_dropout(self.embedding(inputs))  # (B, T, E)
+        outputs, _ = self.encoder(x, lengths=lengths)  # (B, T, D H)
+        return outputs
+
+    def pooled(self, outputs: Tensor, lengths: Tensor) -> Tensor:
+        """The pooled vector p (B, D H) of encoder outputs (B, T, D H)."""
+        lengths = lengths.to(outputs.device)
+        if self.config.pooling != "attention":
+            return pool(outputs, lengths, self.config.pooling, self.config.encoder.directions)
+        valid = torch.arange(outputs.shape[1], device=outputs.device)[None, :] < lengths[:, None]  # (B, T)
+        scores = self.attention(outputs).squeeze(-1).masked_fill(~valid, float("-inf"))  # (B, T)
+        weights = torch.softmax(scores, dim=1)  # (B, T), 0 at padded steps
+        self.attention_weights = weights.detach()
+        return torch.einsum("bt,btw->bw", weights, outputs)  # (B, D H)
+
+    def forward(self, inputs: Tensor, lengths: Tensor, targets: Tensor | None = None):
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        outputs = self.encode(inputs, lengths)  # (B, T, D H)
+        logits = self.head(self.dropout(self.pooled(outputs, lengths)))  # (B, K)
+        if targets is None:
+            return logits
+        return logits, F.cross_entropy(logits, targets)
