@@ -79,16 +79,6 @@ def test_ts_errors_are_one_clear_line(tmp_path, text, message):
         read_ts(write(tmp_path, "bad.ts", text))
 
 
-def test_basic_motions_loads(shared_data=None):
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "shared/data/uea_basic_motions/BasicMotions_TRAIN.ts"
-    if not path.is_file():
-        pytest.skip("shared data not present")
-    series, labels = read_ts(path)
-    assert len(series) == 40 and series[0].shape == (100, 6) and len(set(labels)) == 4
-
-
 def test_npz_reader_lengths_and_errors(tmp_path):
     x = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
     np.savez(tmp_path / "a.npz", x=x, y=np.array(["a", "b"]), lengths=np.array([4, 2]))
