@@ -57,3 +57,25 @@ def test_version_and_errors_say_what_was_expected():
     done = rnnkit_cli("evaluate", "no-such-run", "--data", "t.txt")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == "rnnkit evaluate: error: no such model file or run directory: no-such-run"
+
+
+def test_ctrl_c_stops_the_cli_run_cleanly_and_says_how_to_continue(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "t.txt").write_text(tiny_text())
+    run_dir = tmp_path / "runs" / "c"
+    argv = ["train", "--data", tmp_path / "t.txt", *TINY, "--max-steps", 100000, "--checkpoint-every", 5,
+            "--output-dir", tmp_path / "runs", "--run-name", "c"]
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit", *map(str, argv)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "checkpoints" / "last.safetensors").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "ended: interrupted by SIGINT at step" in err and "Traceback" not in err
+    assert f"continue with: rnnkit train --resume {run_dir}" in err
+    assert out.startswith(f"run directory: {run_dir}")
+    assert (run_dir / "model-last.safetensors").is_file() and (run_dir / "plots" / "loss.png").is_file()
