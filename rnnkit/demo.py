@@ -216,7 +216,7 @@ def _run(config, prompt, sample_length, temperature, log, stream) -> DemoResult:
         "next:\n"
         f"  rnnkit generate {run} --prompt 'def ' --temperature 0.7 --seed 1\n"
         f"  rnnkit evaluate {run} --data {data}\n"
-        "  rnnkit train --config configs/tiny_char.yaml --data YOUR.txt   # a model of your own text\n"
+        "  rnnkit train --config tiny_char --data YOUR.txt   # a model of your own text\n"
         "  rnnkit demo --numpy   # the same job in NumPy, with hand-written backpropagation through time"
     )
     return DemoResult(result.run_dir, model_file, result.metrics, sample)
