@@ -74,6 +74,15 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in [0, 65535], got {args.port}")
+    from rnnkit.serve import serve
+
+    serve(args.host, args.port, args.model, args.verbose)
+    return 0
+
+
 # `rnnkit explain --help` on --weights; rnnkit/reference/explain.py says the same, with the equations.
 _EXPLAIN_WEIGHTS_FORMAT = """\
 the --weights file: one JSON object; shapes with T time steps, I inputs, H hidden units, O outputs
@@ -374,6 +383,24 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
                       help="where the figure goes (default: RUN_DIR/plots/loss.png for one run, runs.png for "
                       "several)")
     plot.set_defaults(func=_plot)
+
+    serve = sub.add_parser(
+        "serve",
+        help="a local web page: step through the equations, watch gradients vanish, look inside a model",
+        description="Serve the rnnkit playground on this machine (Python's http.server; the page and its "
+        "scripts ship with the package, nothing is fetched from elsewhere): step an RNN/LSTM/GRU through "
+        "time with every gate and the arithmetic shown, then the backward pass; the gradient norms "
+        "through time of RNN, GRU and LSTM with sliders; a trained language model's hidden units along a "
+        "text and its generations with each token's probability. English and Chinese. The address is "
+        "printed; nothing is opened. Ctrl-C stops it.",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--model", metavar="MODEL", default=None,
+                       help="a language model to look inside: " + _MODEL_HELP)
+    serve.add_argument("--verbose", action="store_true", help="log every request on stderr")
+    serve.set_defaults(func=_serve)
     if task is None:
         _add_task_stubs(sub)
     else:

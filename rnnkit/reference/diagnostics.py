@@ -52,6 +52,7 @@ def gradient_flow(
     batch_size: int = 16,
     seed: int = 0,
     forget_bias: float = 0.0,
+    weight_scale: float = 1.0,
 ) -> np.ndarray:
     """||dL/dh_t|| for t = 0..T-1 of a freshly initialised single-layer network, loss on the last output only.
 
@@ -64,6 +65,8 @@ def gradient_flow(
         seed: seeds the weights, the inputs and R.
         forget_bias: added to the LSTM forget gate's bias (Gers et al. 2000; Jozefowicz et al. 2015 suggest
             1), which pushes f towards 1 and lets the cell path carry the gradient further.
+        weight_scale: multiplies the recurrent weights W_hh after initialisation; each step's Jacobian
+            carries W_hh^T, so a scale above 1 can make the RNN's gradient grow instead of fade.
 
     Returns:
         (T,) gradient norms; entry T-1 is ||R||.
@@ -79,6 +82,8 @@ def gradient_flow(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    if not np.isfinite(weight_scale):
+        raise ValueError(f"weight_scale must be finite, got {weight_scale!r}")
     if kind == "GRU":
         layer = GRU(input_size, hidden_size, seed=seed)
     elif kind == "LSTM":
@@ -86,6 +91,7 @@ def gradient_flow(
         layer.params["bias_ih_l0"][hidden_size : 2 * hidden_size] += forget_bias  # gate order i, f, g, o
     else:
         layer = RNN(input_size, hidden_size, nonlinearity="relu" if kind == "RNN_RELU" else "tanh", seed=seed)
+    layer.params["weight_hh_l0"] *= weight_scale
     rng = np.random.default_rng(seed + 1)
     x = rng.normal(size=(seq_len, batch_size, input_size))  # (T, B, I)
     output, _ = layer.forward(x)
