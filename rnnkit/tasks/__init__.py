@@ -28,6 +28,7 @@ __all__ = ["REGISTRY", "TaskSpec", "Flag", "get_task", "task_of_config", "resolv
 REGISTRY: dict[str, str] = {
     "language_model": "rnnkit.tasks.language_model",
     "classifier": "rnnkit.tasks.classifier",
+    "forecast": "rnnkit.tasks.forecast",
 }
 DEFAULT_TASK = "language_model"
 
