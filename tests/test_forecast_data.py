@@ -3,8 +3,6 @@ window (rnnkit.data.timeseries_csv, rnnkit.tasks.forecast.prepare)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +10,6 @@ import torch
 
 from rnnkit.data.timeseries_csv import calendar_features, future_times, read_series
 from rnnkit.tasks.forecast import SeriesDataConfig, prepare, window_arrays
-
-ETT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ett"
 
 
 def frame(n: int = 10, **columns) -> pd.DataFrame:
@@ -93,11 +89,17 @@ def test_split_keeps_every_window_and_scales_with_training_rows_only():
     assert int(arrays["starts"][0]) == 160 and int(arrays["starts"][-1]) + 12 == 200
 
 
-@pytest.mark.skipif(not (ETT / "ETTh1.csv").is_file(), reason="ETT data not present")
-def test_ett_protocol_all_test_windows():
+def test_ett_protocol_all_test_windows(tmp_path):
+    """ETTh1's layout (hourly `date`, 6 loads, OT; 12/4/4 months = 8640/2880/2880 rows), generated here."""
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2016-07-01", periods=14400, freq="h")
+    columns = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    frame = pd.DataFrame(rng.normal(size=(14400, 7)).cumsum(axis=0), columns=columns)
+    frame.insert(0, "date", dates.strftime("%Y-%m-%d %H:%M:%S"))
+    frame.to_csv(tmp_path / "ETTh1.csv", index=False)
     for horizon, expected in ((96, 2785), (720, 2161)):
-        data = SeriesDataConfig(path=str(ETT / "ETTh1.csv"), lookback=96, horizon=horizon, train_rows=8640,
-                                valid_rows=2880, test_rows=2880)
+        data = SeriesDataConfig(path=str(tmp_path / "ETTh1.csv"), lookback=96, horizon=horizon,
+                                train_rows=8640, valid_rows=2880, test_rows=2880)
         prepared = prepare(data)
         assert len(prepared.windows["test"]) == expected  # 2880 - horizon + 1: none dropped
         assert prepared.table.columns[-1] == "OT"
