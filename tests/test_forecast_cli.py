@@ -61,7 +61,7 @@ def test_trained_rnn_beats_the_naive_forecast(trained, capsys):
     assert {"ARIMA(2, 0, 2)", "exponential smoothing"} & set(table)  # one series: the classical models too
     assert main(["evaluate", str(run)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[1].split() == ["mse", "mae", "mase", "smape", "coverage", "windows"]
+    assert printed[1].split() == ["mse", "mae", "mase", "smape", "coverage", "width", "windows"]
     assert printed[2].split()[0] == "sine" and len(printed) == 3
 
 

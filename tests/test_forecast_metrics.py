@@ -15,15 +15,26 @@ from rnnkit.models.forecaster import ForecasterConfig, gaussian_nll
 from rnnkit.tasks.forecast import ForecastErrors, error_sums, scores
 from rnnkit.train.metrics import StepOutput
 
+Z90 = 1.6448536269514722  # the standard normal's 0.95 quantile: the 90% interval is mu +- 1.645 sigma
 
-def sums(y_hat, y, scaler_mean=0.0, scaler_std=1.0, mase_scale=1.0, log_var=None, z=1.6448536269514722):
-    """error_sums on (1, n, 1) normalised forecasts of one series in units with the given scaler."""
-    mean = (torch.tensor(y_hat, dtype=torch.float64) - scaler_mean) / scaler_std
-    target = (torch.tensor(y, dtype=torch.float64) - scaler_mean) / scaler_std
+
+def gaussian_bounds(mean, log_var, z=Z90):
+    half = z * torch.exp(0.5 * log_var)
+    return mean - half, mean + half
+
+
+def sums(y_hat, y, scaler_mean=0.0, scaler_std=1.0, mase_scale=1.0, log_var=None, bounds=None):
+    """error_sums on (1, n, 1) normalised forecasts of one series in units with the given scaler; intervals
+    from a log variance (mu +- 1.645 sigma) or given (lower, upper)."""
     shape = (1, len(y), 1)
-    lv = None if log_var is None else torch.tensor(log_var, dtype=torch.float64).view(shape)
-    return error_sums(mean.view(shape), target.view(shape), torch.ones(shape), lv,
-                      torch.tensor([scaler_mean]), torch.tensor([scaler_std]), torch.tensor([mase_scale]), z)
+    mean = ((torch.tensor(y_hat, dtype=torch.float64) - scaler_mean) / scaler_std).view(shape)
+    target = ((torch.tensor(y, dtype=torch.float64) - scaler_mean) / scaler_std).view(shape)
+    if log_var is not None:
+        bounds = gaussian_bounds(mean, torch.tensor(log_var, dtype=torch.float64).view(shape))
+    elif bounds is not None:
+        bounds = tuple(torch.tensor(b, dtype=torch.float64).view(shape) for b in bounds)
+    return error_sums(mean, target, torch.ones(shape), bounds, torch.tensor([scaler_mean]),
+                      torch.tensor([scaler_std]), torch.tensor([mase_scale]))
 
 
 def test_mase_smape_mse_mae_by_hand():
@@ -43,7 +54,7 @@ def test_smape_of_zero_over_zero_is_zero_and_masked_targets_do_not_count():
     shape = (1, 3, 1)
     mean, target = torch.zeros(shape, dtype=torch.float64), torch.tensor([1.0, 2.0, 100.0]).view(shape)
     mask = torch.tensor([1.0, 1.0, 0.0]).view(shape)  # the 100 was a filled gap
-    masked = error_sums(mean, target, mask, None, torch.zeros(1), torch.ones(1), torch.ones(1), 1.0)
+    masked = error_sums(mean, target, mask, None, torch.zeros(1), torch.ones(1), torch.ones(1))
     assert scores(masked, False)["mse"] == pytest.approx((1 + 4) / 2)
 
 
@@ -51,21 +62,28 @@ def test_interval_coverage():
     # sigma 1 (log variance 0), level 0.9: z = 1.645; |errors| 0.5 and 1.6 are inside, 1.7 and 3.5 outside
     out = scores(sums([0.0] * 4, [0.5, 1.7, -1.6, 3.5], log_var=[0.0] * 4), probabilistic=True)
     assert out["coverage"] == pytest.approx(0.5)
+    assert out["width"] == pytest.approx(2 * Z90)
     wide = scores(sums([0.0] * 4, [0.5, 1.7, -1.6, 3.5], log_var=[2 * math.log(2.0)] * 4), True)  # sigma 2
     assert wide["coverage"] == pytest.approx(0.75)
+    # given bounds (a quantile model's): targets 1, 5, 2 in [0, 2], [1, 3], [2, 6]; the ends count as inside
+    given = scores(sums([1.0, 2.0, 4.0], [1.0, 5.0, 2.0], bounds=([0.0, 1.0, 2.0], [2.0, 3.0, 6.0])), True)
+    assert given["coverage"] == pytest.approx(2 / 3)
+    assert given["width"] == pytest.approx((2 + 2 + 4) / 3)
 
 
 def test_validation_metric_matches_the_table_function():
     scaler = StandardScaler((5.0, 0.0), (2.0, 1.0))  # a target and a covariate column
-    metric = ForecastErrors(scaler, 1, (2.0,), level=0.9, probabilistic=True)
+    metric = ForecastErrors(scaler, 1, (2.0,), probabilistic=True)
     rng = torch.Generator().manual_seed(0)
     mean, target, log_var = (torch.randn(6, 4, 1, generator=rng) for _ in range(3))
+    lower, upper = gaussian_bounds(mean, log_var)
     mask = torch.ones_like(target)
     for part in (slice(0, 4), slice(4, 6)):  # two batches
-        metric.update(StepOutput(torch.tensor(0.0), None, 1, torch.stack([mean[part], log_var[part]], -1),
-                                 torch.stack([target[part], mask[part]], -1)))
-    whole = scores(error_sums(mean, target, mask, log_var, torch.tensor([5.0]), torch.tensor([2.0]),
-                              torch.tensor([2.0]), 1.6448536269514722), True)
+        outputs = torch.stack([mean[part], lower[part], upper[part]], -1)
+        targets = torch.stack([target[part], mask[part]], -1)
+        metric.update(StepOutput(torch.tensor(0.0), None, 1, outputs, targets))
+    whole = scores(error_sums(mean, target, mask, (lower, upper), torch.tensor([5.0]), torch.tensor([2.0]),
+                              torch.tensor([2.0])), True)
     assert metric.compute() == pytest.approx(whole)
 
 

@@ -39,12 +39,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["MISSING", "CALENDAR", "NAMED", "TimeSeriesTable", "read_series", "named_series",
+__all__ = ["MISSING", "CALENDAR", "NAMED", "STOCKS", "TimeSeriesTable", "read_series", "named_series",
            "calendar_features", "future_times"]
 
 MISSING = ("interpolate", "mask", "error")
 CALENDAR = ("hour", "dayofweek", "dayofyear", "month")
-NAMED = ("statsmodels:sunspots", "statsmodels:co2")  # series that ship with installed packages
+NAMED = ("statsmodels:sunspots", "statsmodels:co2",  # series that ship with installed packages
+         "vega_datasets:stocks", "vega_datasets:seattle-weather")
+STOCKS = ("AAPL", "AMZN", "GOOG", "IBM", "MSFT")
 
 
 @dataclass(frozen=True)
@@ -72,22 +74,44 @@ class TimeSeriesTable:
 
 
 def named_series(name: str) -> pd.DataFrame:
-    """A series shipped with statsmodels as a DataFrame with a "date" column: "statsmodels:sunspots" (yearly
-    sunspot numbers 1700-2008, date = the year) or "statsmodels:co2" (weekly Mauna Loa CO2 1958-2001, with
-    59 gaps)."""
-    import statsmodels.api as sm
+    """A series shipped with an installed package, as a DataFrame with a "date" column; read from the
+    package's own files, never the network.
 
+        statsmodels:sunspots           yearly sunspot numbers 1700-2008 (309 rows), date = the year
+        statsmodels:co2                weekly Mauna Loa CO2 1958-2001 (2,284 rows, 59 gaps)
+        vega_datasets:stocks           monthly closing prices 2000-01 to 2010-03 (123 month starts) of AAPL,
+                                       AMZN, GOOG, IBM, MSFT, pivoted from vega's long (symbol, date, price)
+                                       table to one column per ticker; GOOG is NaN before its listing in
+                                       2004-08 (55 rows): choose the columns, or let `missing` handle them
+        vega_datasets:seattle-weather  daily Seattle weather 2012-2015 (1,461 rows): precipitation (mm),
+                                       temp_max, temp_min (deg C), wind (m/s); vega's text label `weather`
+                                       (rain, sun, ...) is left out, the value columns must be numeric
+    """
     if name == "statsmodels:sunspots":
+        import statsmodels.api as sm
+
         frame = sm.datasets.sunspots.load_pandas().data
         return frame.rename(columns={"YEAR": "date"})
     if name == "statsmodels:co2":
+        import statsmodels.api as sm
+
         frame = sm.datasets.co2.load_pandas().data
         return frame.rename_axis("date").reset_index()
+    if name == "vega_datasets:stocks":
+        from vega_datasets import local_data
+
+        long = local_data.stocks()  # (560, 3): symbol, date, price
+        wide = long.pivot(index="date", columns="symbol", values="price")  # (123, 5), NaN where unlisted
+        return wide[list(STOCKS)].rename_axis(columns=None).reset_index()
+    if name == "vega_datasets:seattle-weather":
+        from vega_datasets import local_data
+
+        return local_data.seattle_weather()[["date", "precipitation", "temp_max", "temp_min", "wind"]]
     raise ValueError(f"unknown named series {name!r}: expected one of {NAMED}")
 
 
 def _read_frame(source) -> pd.DataFrame:
-    if isinstance(source, str) and source.startswith("statsmodels:"):
+    if isinstance(source, str) and source.split(":")[0] in ("statsmodels", "vega_datasets"):
         return named_series(source)
     if isinstance(source, pd.DataFrame):
         return source

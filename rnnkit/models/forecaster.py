@@ -20,8 +20,15 @@ Instance normalisation (`normalization`), per window and series, undone on the o
     revin   (x - mean) / std over the lookback (RevIN, Kim et al. 2022), with a learned affine per series
     none    the input as given (the task has already z-scored the series with training statistics)
 
-Losses (`loss`): "mse", "mae", or "gaussian": the head also emits log sigma^2 and the loss is the Gaussian
-negative log-likelihood 0.5 (log sigma^2 + (y - mu)^2 / sigma^2), whose sigma gives prediction intervals.
+Losses (`loss`), two of them probabilistic (prediction intervals, `Forecaster.interval`):
+    mse, mae   a point forecast
+    gaussian   the head also emits log sigma^2; the Gaussian negative log-likelihood
+               0.5 (log sigma^2 + (y - mu)^2 / sigma^2); the interval is mu +- z sigma
+    quantile   the head emits one value per level tau in `quantiles` (which holds 0.5, the point forecast);
+               the pinball loss mean_tau max(tau (y - q_tau), (tau - 1)(y - q_tau)) (Koenker & Bassett 1978),
+               whose minimiser is the tau-quantile; the outputs are sorted (monotone rearrangement,
+               Chernozhukov et al. 2010) so the quantiles never cross; the interval is [q_lo, q_hi], no
+               distribution assumed
 `mask` (1 = observed) leaves filled-in missing targets out of the loss.
 
     >>> import torch
@@ -31,11 +38,15 @@ negative log-likelihood 0.5 (log sigma^2 + (y - mu)^2 / sigma^2), whose sigma gi
     >>> out = model(torch.randn(2, 8, 3), target=torch.randn(2, 4, 3))
     >>> out.mean.shape, out.log_var, out.loss.shape
     (torch.Size([2, 4, 3]), None, torch.Size([]))
+    >>> y, q = torch.tensor([3.0]), torch.tensor([[0.0, 1.0, 4.0]])  # under, under, over the target
+    >>> round(pinball_loss(q, y, (0.1, 0.5, 0.9)).item(), 4)  # (0.1 * 3 + 0.5 * 2 + 0.1 * 1) / 3
+    0.4667
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -44,10 +55,12 @@ from torch import Tensor, nn
 
 from .recurrent import RecurrentConfig, make_encoder
 
-__all__ = ["KINDS", "LOSSES", "NORMALIZATIONS", "ForecasterConfig", "Forecast", "Forecaster", "gaussian_nll"]
+__all__ = ["KINDS", "LOSSES", "PROBABILISTIC", "NORMALIZATIONS", "ForecasterConfig", "Forecast", "Forecaster",
+           "gaussian_nll", "pinball_loss", "quantile_bounds"]
 
 KINDS = ("direct", "segrnn", "seq2seq")
-LOSSES = ("mse", "mae", "gaussian")
+LOSSES = ("mse", "mae", "gaussian", "quantile")
+PROBABILISTIC = ("gaussian", "quantile")  # the losses that give prediction intervals
 NORMALIZATIONS = ("none", "last", "revin")
 _PREFIX = "model."
 
@@ -61,7 +74,9 @@ class ForecasterConfig:
         encoder: the recurrent layer (segrnn: its hidden_size is the segment embedding size d).
         segment_length: W, segrnn only; must divide lookback and horizon.
         normalization: "none", "last" or "revin".
-        loss: "mse", "mae" or "gaussian" (probabilistic: mean and log-variance).
+        loss: "mse", "mae", "gaussian" (mean and log-variance) or "quantile" (pinball loss on `quantiles`).
+        quantiles: loss quantile: the levels tau, increasing, in (0, 1), 0.5 among them (the point forecast);
+            an interval of level l needs (1 - l) / 2 and (1 + l) / 2 among them (default: the 90% interval).
         dropout: on the final state before the head.
         teacher_forcing: seq2seq: probability of feeding the true previous value in training (1 = always).
         lookback, horizon, num_targets, num_covariates: L, horizon, F and C; 0 = taken from the data.
@@ -75,6 +90,7 @@ class ForecasterConfig:
     loss: str = "mse"
     dropout: float = 0.0
     teacher_forcing: float = 1.0
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
     lookback: int = 0
     horizon: int = 0
     num_targets: int = 0
@@ -99,27 +115,63 @@ class ForecasterConfig:
                         f"segrnn: {_PREFIX}segment_length {self.segment_length} must divide {name} "
                         f"{getattr(self, name)} (e.g. segment_length 24 or 48 for lookback 96)"
                     )
+        levels = self.quantiles
+        if self.loss == "quantile" and (
+            not all(0.0 < q < 1.0 for q in levels) or 0.5 not in levels
+            or any(a >= b for a, b in zip(levels, levels[1:], strict=False))
+        ):
+            raise ValueError(f"{_PREFIX}quantiles must increase within (0, 1) and hold 0.5 (the point "
+                             f"forecast), got {list(levels)}")
         if self.kind == "seq2seq" and self.encoder.bidirectional:
             raise ValueError("seq2seq: the decoder continues the encoder's state: expected "
                              "model.encoder.bidirectional false, got true")
 
     @property
     def outputs_per_value(self) -> int:
-        """2 (mean, log-variance) for the Gaussian loss, else 1."""
-        return 2 if self.loss == "gaussian" else 1
+        """k: 2 (mean, log-variance) for the Gaussian loss, one per quantile for the quantile loss, else 1."""
+        return {"gaussian": 2, "quantile": len(self.quantiles)}.get(self.loss, 1)
+
+    @property
+    def point_index(self) -> int:
+        """Which of the k raw outputs is the point forecast: the median for the quantile loss, else 0."""
+        return self.quantiles.index(0.5) if self.loss == "quantile" else 0
 
 
 class Forecast(NamedTuple):
-    """mean (B, horizon, F) in the input's scale; log_var (B, horizon, F) or None; loss (scalar) or None."""
+    """mean (B, horizon, F) in the input's scale (the median for the quantile loss); log_var (B, horizon, F)
+    or None; loss (scalar) or None; quantiles (B, horizon, F, Q), increasing along Q, or None."""
 
     mean: Tensor
     log_var: Tensor | None = None
     loss: Tensor | None = None
+    quantiles: Tensor | None = None
 
 
 def gaussian_nll(mean: Tensor, log_var: Tensor, target: Tensor) -> Tensor:
     """0.5 (log sigma^2 + (y - mu)^2 / sigma^2 + log 2 pi), elementwise."""
     return 0.5 * (log_var + (target - mean) ** 2 * torch.exp(-log_var) + math.log(2 * math.pi))
+
+
+def pinball_loss(quantiles: Tensor, target: Tensor, levels) -> Tensor:
+    """The pinball (quantile) loss averaged over the levels: quantiles (..., Q), target (...) -> (...).
+
+    rho_tau(u) = max(tau u, (tau - 1) u) with u = y - q_tau: under-forecasts cost tau per unit, over-forecasts
+    1 - tau, so the expected loss is least at the tau-quantile of y.
+    """
+    tau = torch.as_tensor(levels, dtype=quantiles.dtype, device=quantiles.device)  # (Q,)
+    u = target[..., None] - quantiles  # (..., Q)
+    return torch.maximum(tau * u, (tau - 1) * u).mean(dim=-1)
+
+
+def quantile_bounds(levels, level: float) -> tuple[int, int]:
+    """The indices of the (1 - level) / 2 and (1 + level) / 2 quantiles among `levels`, or an error."""
+    wanted = ((1 - level) / 2, (1 + level) / 2)
+    found = [next((i for i, q in enumerate(levels) if math.isclose(q, w, abs_tol=1e-6)), None)
+             for w in wanted]
+    if None in found:
+        raise ValueError(f"a {level:g} interval needs the quantiles {wanted[0]:g} and {wanted[1]:g}; this "
+                         f"model has {list(levels)} (set model.quantiles, or choose the level)")
+    return found[0], found[1]
 
 
 def _final_state(state, directions: int) -> Tensor:
@@ -224,7 +276,8 @@ class Forecaster(nn.Module):
             y, state = self.decoder.step(step_in, state)  # (B, H)
             out = self.head(self.dropout(y)).view(len(x), cfg.num_targets, cfg.outputs_per_value)  # (B, F, k)
             outputs.append(out)
-            previous = out[..., 0]
+            point = out.sort(dim=-1).values if cfg.loss == "quantile" else out  # the quantiles as forward's
+            previous = point[..., cfg.point_index]
             if target is not None and self.training and cfg.teacher_forcing > 0:
                 use_truth = torch.rand(len(x), 1, device=x.device) < cfg.teacher_forcing  # (B, 1)
                 previous = torch.where(use_truth, target[:, t], previous)
@@ -251,10 +304,33 @@ class Forecaster(nn.Module):
             out = self._segrnn(x)
         else:
             out = self._seq2seq(x, past_covariates, future_covariates, norm_target)
-        log_var = out[..., 1].clamp(-12.0, 12.0) if cfg.loss == "gaussian" else None  # (B, P, F)
-        mean, log_var = self._denormalise(out[..., 0], log_var, stats)
-        loss = None if target is None else self.loss(mean, log_var, target, mask)
-        return Forecast(mean, log_var, loss)
+        quantiles = None
+        if cfg.loss == "quantile":
+            ordered = out.sort(dim=-1).values.movedim(-1, 0)  # (Q, B, P, F): no crossing quantiles
+            quantiles = self._denormalise(ordered, None, stats)[0].movedim(0, -1)  # (B, P, F, Q)
+            mean, log_var = quantiles[..., cfg.point_index], None
+        else:
+            log_var = out[..., 1].clamp(-12.0, 12.0) if cfg.loss == "gaussian" else None  # (B, P, F)
+            mean, log_var = self._denormalise(out[..., 0], log_var, stats)
+        loss = None if target is None else self.loss(mean, log_var, target, mask, quantiles)
+        return Forecast(mean, log_var, loss, quantiles)
+
+    def interval(self, out: Forecast, level: float) -> tuple[Tensor, Tensor]:
+        """The central `level` prediction interval of a probabilistic forecast: (lower, upper), (B, P, F).
+
+        gaussian: mu -+ z sigma with z the standard normal's (1 + level) / 2 quantile; quantile: the model's
+        (1 - level) / 2 and (1 + level) / 2 quantiles (an error names them when the model has not learnt
+        them).
+        """
+        if self.config.loss == "gaussian":
+            z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+            half = z * torch.exp(0.5 * out.log_var)  # (B, P, F)
+            return out.mean - half, out.mean + half
+        if self.config.loss == "quantile":
+            lo, hi = quantile_bounds(self.config.quantiles, level)
+            return out.quantiles[..., lo], out.quantiles[..., hi]
+        raise ValueError(f"a {self.config.loss} model gives no intervals: train with loss gaussian or "
+                         "quantile")
 
     def _normalise_like(self, y: Tensor, stats):
         shift, scale = stats
@@ -262,11 +338,13 @@ class Forecaster(nn.Module):
             return (y - shift) / scale * self.revin_weight + self.revin_bias, None
         return (y if shift is None else y - shift), None
 
-    def loss(self, mean: Tensor, log_var: Tensor | None, target: Tensor,
-             mask: Tensor | None = None) -> Tensor:
+    def loss(self, mean: Tensor, log_var: Tensor | None, target: Tensor, mask: Tensor | None = None,
+             quantiles: Tensor | None = None) -> Tensor:
         """The mean of the configured elementwise loss over the observed (mask 1) targets."""
         if self.config.loss == "gaussian":
             values = gaussian_nll(mean, log_var, target)
+        elif self.config.loss == "quantile":
+            values = pinball_loss(quantiles, target, self.config.quantiles)  # (B, P, F)
         elif self.config.loss == "mae":
             values = (mean - target).abs()
         else:

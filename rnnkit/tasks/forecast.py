@@ -2,8 +2,9 @@
 
 Data (`data` section): a CSV file with a time column and value columns (rnnkit.data.timeseries_csv: every bad
 input is a one-line error, missing values are interpolated or masked, never propagated), or a named series
-("statsmodels:sunspots", "statsmodels:co2"). The rows are cut chronologically (rnnkit.data.series): by row
-counts (`train_rows`, `valid_rows`, `test_rows`; ETT's 12/4/4 months are 8640/2880/2880) or by fractions;
+(rnnkit.data.timeseries_csv.NAMED: statsmodels' sunspots and co2, vega_datasets' stocks and seattle-weather).
+The rows are cut chronologically (rnnkit.data.series): by row counts (`train_rows`, `valid_rows`,
+`test_rows`; ETT's 12/4/4 months are 8640/2880/2880) or by fractions;
 every column is z-scored with the training rows' mean and std (the scaler goes into the model file's JSON
 metadata, never a pickle). Calendar features of the timestamps (`calendar`) are covariates known in advance.
 
@@ -14,8 +15,9 @@ split (no drop_last):
     mase       mean |y - y_hat| / s_f in the series' units, s_f = mean |y_t - y_{t-m}| over the training rows
                (m = data.season; Hyndman & Koehler 2006), averaged over the series
     smape      mean 200 |y - y_hat| / (|y| + |y_hat|) in percent (0 where both are 0)
-    coverage   (loss gaussian) the fraction of targets inside the central `interval_level` interval
-               mu +- z sigma; a calibrated model's coverage is close to the level
+    coverage   (loss gaussian or quantile) the fraction of targets inside the central `interval_level`
+               interval (mu +- z sigma, or the model's outer quantiles); a calibrated model's is the level
+    width      the interval's mean width on the normalised scale (a wide band covers easily)
 
 Validation monitors mse (min). `rnnkit evaluate MODEL --baselines` prints one table: the model(s) beside the
 naive, seasonal naive and linear (DLinear-style) baselines, and ARIMA / exponential smoothing for a single
@@ -29,8 +31,8 @@ interval bounds) to a CSV and a PNG.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +46,7 @@ from rnnkit.baselines import forecast as baselines
 from rnnkit.data.sampler import ResumableShuffleSampler
 from rnnkit.data.series import SeriesSplit, SeriesWindows, StandardScaler, split_by_fraction, split_by_index
 from rnnkit.data.timeseries_csv import MISSING, TimeSeriesTable, calendar_features, future_times, read_series
-from rnnkit.models.forecaster import Forecaster, ForecasterConfig
+from rnnkit.models.forecaster import PROBABILISTIC, Forecaster, ForecasterConfig, quantile_bounds
 from rnnkit.train.checkpoint import CheckpointError, load_model_file
 from rnnkit.train.config import OptimConfig, TrainerConfig, from_dict, to_dict
 from rnnkit.train.metrics import MeanLoss, StepOutput
@@ -63,7 +65,8 @@ class SeriesDataConfig:
     """The `data` section of a forecasting preset.
 
     Args:
-        path: a CSV file, or a named series ("statsmodels:sunspots", "statsmodels:co2").
+        path: a CSV file, or a named series (rnnkit.data.timeseries_csv.NAMED, e.g. "statsmodels:sunspots",
+            "vega_datasets:stocks").
         time_column: the timestamps (or numbers, e.g. years); "" = a DataFrame's index.
         columns: the series to forecast; empty = every column but the time column.
         calendar: calendar covariates known in advance: among hour, dayofweek, dayofyear, month.
@@ -75,7 +78,8 @@ class SeriesDataConfig:
         season: m, the seasonal period in steps for seasonal naive and MASE (0 = from the spacing: hourly 24,
             daily 7, weekly 52, monthly 12, else 1).
         batch_size: windows per batch.
-        interval_level: the central probability of the prediction intervals (loss gaussian).
+        interval_level: the central probability of the prediction intervals (loss gaussian or quantile;
+            quantile: model.quantiles must hold (1 -+ level) / 2).
     """
 
     path: str = ""
@@ -273,13 +277,16 @@ def window_arrays(windows: SeriesWindows, observed: torch.Tensor | None = None) 
 # ---- metrics --------------------------------------------------------------------------------------------
 
 
-def error_sums(mean: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, log_var: torch.Tensor | None,
-               scaler_mean: torch.Tensor, scaler_std: torch.Tensor, mase_scale: torch.Tensor,
-               z: float) -> dict[str, torch.Tensor]:
+def error_sums(mean: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               bounds: tuple[torch.Tensor, torch.Tensor] | None, scaler_mean: torch.Tensor,
+               scaler_std: torch.Tensor, mase_scale: torch.Tensor) -> dict[str, torch.Tensor]:
     """Sums over (..., F) forecasts on the normalised scale; `scores` divides them (module docstring).
 
+    Args:
+        bounds: (lower, upper) (..., F) of the prediction intervals, or None.
     Returns:
-        {n, se, ae, smape: scalars; n_f, ase_f: (F,) per series; covered: scalar (0 without log_var)}.
+        {n, se, ae, smape: scalars; n_f, ase_f: (F,) per series; covered, width: scalars (0 without
+        bounds)}.
     """
     mean, target, mask = mean.double(), target.double(), mask.double()
     err = (mean - target) * mask  # (..., F)
@@ -290,62 +297,59 @@ def error_sums(mean: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, log
     dims = tuple(range(mean.dim() - 1))
     sums = {"n": mask.sum(), "se": (err**2).sum(), "ae": err.abs().sum(), "smape": smape.sum(),
             "n_f": mask.sum(dim=dims), "ase_f": (abs_err / mase_scale).sum(dim=dims)}
-    covered = torch.zeros((), dtype=torch.float64)
-    if log_var is not None:
-        sigma = torch.exp(0.5 * log_var.double())
-        covered = (((target - mean).abs() <= z * sigma).double() * mask).sum()
-    sums["covered"] = covered
+    covered = width = torch.zeros((), dtype=torch.float64)
+    if bounds is not None:
+        lower, upper = (b.double() for b in bounds)
+        covered = (((lower <= target) & (target <= upper)).double() * mask).sum()
+        width = ((upper - lower) * mask).sum()
+    sums["covered"], sums["width"] = covered, width
     return sums
 
 
 def scores(sums: dict[str, torch.Tensor], probabilistic: bool) -> dict[str, float]:
-    """{mse, mae, mase, smape (, coverage)} from `error_sums`."""
+    """{mse, mae, mase, smape (, coverage, width)} from `error_sums`."""
     n = float(sums["n"])
     per_series = sums["ase_f"] / sums["n_f"].clamp_min(1.0)  # (F,)
     out = {"mse": float(sums["se"]) / n, "mae": float(sums["ae"]) / n, "mase": float(per_series.mean()),
            "smape": float(sums["smape"]) / n}
     if probabilistic:
         out["coverage"] = float(sums["covered"]) / n
+        out["width"] = float(sums["width"]) / n
     return out
 
 
-def _z(level: float) -> float:
-    return statistics.NormalDist().inv_cdf(0.5 + level / 2)
-
-
 class ForecastErrors(Metric):
-    """Validation metrics of the task on StepOutput(outputs (B, P, F, 2) = [mean, log_var], targets (B, P, F,
-    2) = [target, mask]): {mse, mae, mase, smape (, coverage)}, reduced across processes."""
+    """Validation metrics of the task on StepOutput(outputs (B, P, F, 3) = [mean, lower, upper], targets
+    (B, P, F, 2) = [target, mask]): {mse, mae, mase, smape (, coverage, width)}, reduced across processes."""
 
     full_state_update = False
 
-    def __init__(self, scaler: StandardScaler, num_targets: int, mase_scale, level: float,
-                 probabilistic: bool, **kwargs):
+    def __init__(self, scaler: StandardScaler, num_targets: int, mase_scale, probabilistic: bool, **kwargs):
         super().__init__(**kwargs)
         self.register_buffer("scaler_mean", torch.tensor(scaler.mean[:num_targets], dtype=torch.float64))
         self.register_buffer("scaler_std", torch.tensor(scaler.std[:num_targets], dtype=torch.float64))
         self.register_buffer("mase_scale", torch.tensor(mase_scale, dtype=torch.float64))
-        self.z, self.probabilistic = _z(level), probabilistic
-        for name in ("n", "se", "ae", "smape", "covered"):
+        self.probabilistic = probabilistic
+        for name in ("n", "se", "ae", "smape", "covered", "width"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         for name in ("n_f", "ase_f"):
             self.add_state(name, torch.zeros(num_targets, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, step: StepOutput) -> None:
         out, tgt = step.outputs.detach(), step.targets
-        log_var = out[..., 1] if self.probabilistic else None
-        sums = error_sums(out[..., 0], tgt[..., 0], tgt[..., 1], log_var, self.scaler_mean, self.scaler_std,
-                          self.mase_scale, self.z)
+        bounds = (out[..., 1], out[..., 2]) if self.probabilistic else None
+        sums = error_sums(out[..., 0], tgt[..., 0], tgt[..., 1], bounds, self.scaler_mean, self.scaler_std,
+                          self.mase_scale)
         for name, value in sums.items():
             setattr(self, name, getattr(self, name) + value.to(self.n.device))
 
     def compute(self) -> dict[str, float]:
-        names = ("n", "se", "ae", "smape", "covered", "n_f", "ase_f")
+        names = ("n", "se", "ae", "smape", "covered", "width", "n_f", "ase_f")
         return scores({k: getattr(self, k) for k in names}, self.probabilistic)
 
 
 UNITS = {"loss": "training loss", "mse": "MSE (normalised)", "mae": "MAE (normalised)", "mase": "MASE",
-         "smape": "sMAPE (%)", "coverage": "interval coverage"}
+         "smape": "sMAPE (%)", "coverage": "interval coverage", "width": "interval width (normalised)"}
 
 
 # ---- the task -------------------------------------------------------------------------------------------
@@ -356,13 +360,15 @@ def _run_model(model: Forecaster, batch: dict):
                  batch["future_target"], batch.get("future_mask"))
 
 
-def forecast_loss(model: Forecaster, batch: dict, carry) -> StepOutput:
-    """One batch of windows -> StepOutput(loss, None, observed targets, [mean, log_var], [target, mask])."""
+def forecast_loss(model: Forecaster, batch: dict, carry, level: float = 0.9) -> StepOutput:
+    """One batch of windows -> StepOutput(loss, None, observed targets, [mean, lower, upper], [target, mask]);
+    lower = upper = mean for a point forecaster."""
     out = _run_model(model, batch)
     target = batch["future_target"]  # (B, P, F)
     mask = batch.get("future_mask", torch.ones_like(target))  # (B, P, F)
-    log_var = out.log_var if out.log_var is not None else torch.zeros_like(out.mean)
-    outputs = torch.stack([out.mean, log_var], dim=-1)  # (B, P, F, 2)
+    probabilistic = model.config.loss in PROBABILISTIC
+    lower, upper = model.interval(out, level) if probabilistic else (out.mean, out.mean)
+    outputs = torch.stack([out.mean, lower, upper], dim=-1)  # (B, P, F, 3)
     return StepOutput(out.loss, None, max(int(mask.sum()), 1), outputs, torch.stack([target, mask], dim=-1))
 
 
@@ -375,6 +381,8 @@ def _filled_model_config(config: ForecastRunConfig, prepared: PreparedSeries) ->
             raise ValueError(f"model.{name} is {getattr(model, name)} but the data gives {value} (set it "
                              f"to 0 "
                              "to take it from the data)")
+    if model.loss == "quantile":
+        quantile_bounds(model.quantiles, data.interval_level)  # the interval must be among the quantiles
     return dataclasses.replace(model, **sizes)
 
 
@@ -404,15 +412,15 @@ def forecast_task(config: ForecastRunConfig) -> tuple[Task, ForecastRunConfig, P
         valid = datasets["valid"]
         return DataLoader(Subset(valid, range(rank, len(valid), world_size)), batch_size=data.batch_size)
 
-    probabilistic = config.model.loss == "gaussian"
+    probabilistic = config.model.loss in PROBABILISTIC
     task = Task(
         name=TASK,
         model=Forecaster(config.model),
-        loss=forecast_loss,
+        loss=functools.partial(forecast_loss, level=data.interval_level),
         train_batches=train_batches,
         valid_batches=valid_batches,
         metrics=lambda: {"loss": MeanLoss(), "errors": ForecastErrors(
-            prepared.scaler, prepared.num_targets, prepared.mase_scale, data.interval_level, probabilistic)},
+            prepared.scaler, prepared.num_targets, prepared.mase_scale, probabilistic)},
         monitor="mse",
         units=UNITS,
         metadata={"config": to_dict(config), "series": series_metadata(config, prepared)},
@@ -488,18 +496,24 @@ class TrainedForecaster:
 
     @property
     def probabilistic(self) -> bool:
-        return self.config.model.loss == "gaussian"
+        return self.config.model.loss in PROBABILISTIC
 
     @torch.no_grad()
-    def forecast_windows(self, arrays: dict[str, torch.Tensor], batch_size: int = 256):
-        """Normalised forecasts of window arrays -> (mean (W, P, F), log_var (W, P, F) or None)."""
-        means, log_vars = [], []
+    def forecast_windows(self, arrays: dict[str, torch.Tensor], level: float | None = None,
+                         batch_size: int = 256):
+        """Normalised forecasts of window arrays -> (mean (W, P, F), (lower, upper) (W, P, F) of the central
+        `level` interval (default: the training config's) or None for a point forecaster)."""
+        level = self.config.data.interval_level if level is None else level
+        means, lowers, uppers = [], [], []
         for i in range(0, len(arrays["past_target"]), batch_size):
             part = {k: v[i : i + batch_size] for k, v in arrays.items() if k != "starts"}
             out = self.model(part["past_target"], part.get("future_covariates"), part.get("past_covariates"))
             means.append(out.mean)
-            log_vars.append(out.log_var)
-        return torch.cat(means), (torch.cat(log_vars) if self.probabilistic else None)
+            if self.probabilistic:
+                lower, upper = self.model.interval(out, level)
+                lowers.append(lower)
+                uppers.append(upper)
+        return torch.cat(means), ((torch.cat(lowers), torch.cat(uppers)) if self.probabilistic else None)
 
     def predict(self, history, horizon: int | None = None, level: float | None = None) -> pd.DataFrame:
         """The next `horizon` values (default and at most the model's) after the history's last row.
@@ -542,16 +556,19 @@ class TrainedForecaster:
                    "future_covariates": feats[None, data.lookback :]}
         with torch.no_grad():
             out = self.model(past, cov.get("future_covariates"), cov.get("past_covariates"))
-        mean = scaler.inverse_transform(out.mean[0, :horizon].double(), list(range(F)))
-        mean = mean.numpy()  # (horizon, F)
+
+        def units(x: torch.Tensor) -> np.ndarray:  # (1, P, F) normalised -> (horizon, F) in the series' units
+            return scaler.inverse_transform(x[0, :horizon].double(), list(range(F))).numpy()
+
+        mean = units(out.mean)
         result = pd.DataFrame({time_column or "step": times})
         for j, column in enumerate(self.columns):
             result[column] = mean[:, j]
-        if out.log_var is not None:
-            sigma = torch.exp(0.5 * out.log_var[0, :horizon].double()).numpy() * np.asarray(scaler.std[:F])
+        if self.probabilistic:
+            lower, upper = (units(b) for b in self.model.interval(out, level))
             for j, column in enumerate(self.columns):
-                result[f"{column}_lower"] = mean[:, j] - _z(level) * sigma[:, j]
-                result[f"{column}_upper"] = mean[:, j] + _z(level) * sigma[:, j]
+                result[f"{column}_lower"] = lower[:, j]
+                result[f"{column}_upper"] = upper[:, j]
         return result
 
     def evaluate(self, data_path=None, split: str = "test",
@@ -589,9 +606,9 @@ def evaluate_forecasts(models: list[TrainedForecaster], data_path=None, split: s
              torch.tensor(prepared.mase_scale, dtype=torch.float64))
     target, mask = arrays["future_target"], arrays["future_mask"]
 
-    def row(mean, log_var=None) -> dict:
-        sums = error_sums(torch.as_tensor(mean), target, mask, log_var, *stats, _z(level))
-        return {**scores(sums, log_var is not None), "windows": len(windows)}
+    def row(mean, bounds=None) -> dict:
+        sums = error_sums(torch.as_tensor(mean), target, mask, bounds, *stats)
+        return {**scores(sums, bounds is not None), "windows": len(windows)}
 
     table = {}
     names = names or [_row_name(m) for m in models]
@@ -600,7 +617,7 @@ def evaluate_forecasts(models: list[TrainedForecaster], data_path=None, split: s
             raise ValueError(f"{model.path} reads calendar covariates {model.config.data.calendar}, the "
                              f"first "
                              f"model {data.calendar}")
-        table[name] = row(*model.forecast_windows(arrays))
+        table[name] = row(*model.forecast_windows(arrays, level))
     past = arrays["past_target"].double().numpy()  # (W, L, F)
     P = data.horizon
     for name in baseline_names:
@@ -633,7 +650,7 @@ def _row_name(model: TrainedForecaster) -> str:
 
 def format_table(table: dict, title: str) -> str:
     """The evaluate table: one row per model or baseline, its metrics in columns."""
-    keys = ["mse", "mae", "mase", "smape", "coverage"]
+    keys = ["mse", "mae", "mase", "smape", "coverage", "width"]
     keys = [k for k in keys if any(k in r for r in table.values())]
     width = max(len(n) for n in table) + 2
     lines = [title, f"{'':<{width}}" + "".join(f"{k:>10}" for k in keys) + f"{'windows':>10}"]
@@ -681,7 +698,7 @@ TRAIN_FLAGS = (
     ("--horizon", "data.horizon", int, "future steps forecast at once (P)"),
     ("--hidden-size", "model.encoder.hidden_size", int, "width of the recurrent layer (H; segrnn: d)"),
     ("--batch-size", "data.batch_size", int, "windows per batch"),
-    ("--loss", "model.loss", str, "mse, mae, or gaussian (prediction intervals)"),
+    ("--loss", "model.loss", str, "mse, mae, or gaussian / quantile (prediction intervals)"),
 )
 
 
