@@ -22,6 +22,14 @@ split is the `level` argument here, kept in the task's config. A batch of B pair
 
 with T = max len(y) + 1.
 
+Splits and batches: `split_pairs` holds out a seeded share of the distinct first-column sentences (Tatoeba's
+English), with all their translations, so no such sentence is on both sides of the split, whichever column is
+the source; `length_batches` groups pairs of similar length into batches in an order drawn from (seed, epoch).
+
+Data: ../shared/data/tatoeba_cmn_eng/cmn.txt is Tatoeba's (manythings.org's cmn-eng), CC-BY 2.0 (France); its
+third column is each pair's attribution (sentence numbers and authors), which must go with the data wherever
+it is redistributed (read_pairs ignores it; the file stays as it is).
+
 Example:
     >>> pairs = [("I run.", "我跑。"), ("Run!", "跑！")]
     >>> source = pair_vocabulary(tokenize_sentence(s, "word") for s, _ in pairs)
@@ -65,6 +73,8 @@ __all__ = [
     "pair_collate",
     "pair_vocabulary",
     "read_pairs",
+    "split_pairs",
+    "length_batches",
     "tokenize_sentence",
 ]
 
@@ -88,7 +98,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     pairs = []
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
         try:
-            line = raw.decode("utf-8").rstrip("\r")
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r")  # a BOM (Tatoeba's)
         except UnicodeDecodeError as e:
             reason = f"not valid UTF-8 at byte {e.start} of the line ({e.reason})"
             raise ValueError(f"{path}, line {number}: {reason}") from None
@@ -220,3 +230,53 @@ def decode_sentence(ids, vocabulary: Vocabulary, level: Level) -> str:
         if i not in (PAD_ID, BOS_ID):
             tokens.append(vocabulary.tokens[i])
     return (" " if level == "word" else "").join(tokens)
+
+
+def split_pairs(
+    pairs: Sequence[tuple[str, str]], valid_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(train, valid, test) pairs: the distinct first-column sentences are shuffled with `seed` and cut into
+    shares, every pair going with its first column, so that no first-column sentence is in two parts.
+
+    The order inside each part is the file's. valid/test each get round(fraction * distinct) sentences, at
+    least one when the fraction is > 0.
+    """
+    for name, f in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {f}")
+    if valid_fraction + test_fraction >= 1.0:
+        raise ValueError(f"valid_fraction + test_fraction must be < 1, got {valid_fraction + test_fraction}")
+    distinct = list(dict.fromkeys(source for source, _ in pairs))  # first-seen order
+    order = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed)).tolist()
+    sizes = [0 if f == 0 else max(1, round(f * len(distinct))) for f in (valid_fraction, test_fraction)]
+    if sum(sizes) >= len(distinct):
+        raise ValueError(f"{len(distinct)} distinct source sentences are too few to hold out {sizes[0]} for "
+                         f"validation and {sizes[1]} for test and keep some for training")
+    part = {distinct[i]: 1 for i in order[: sizes[0]]}
+    part.update({distinct[i]: 2 for i in order[sizes[0] : sizes[0] + sizes[1]]})
+    parts: tuple[list, list, list] = ([], [], [])
+    for pair in pairs:
+        parts[part.get(pair[0], 0)].append(pair)
+    return parts
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+    pool: int = 50,
+) -> list[list[int]]:
+    """Batches of example indices for epoch `epoch`, a function of (seed, epoch) only, so a resumed run draws
+    the same ones: a seeded permutation, cut into pools of `pool` batches, each sorted by length and cut into
+    batches (little padding), then the batches shuffled. With world_size W > 1 rank r takes batches r, r + W,
+    ... of as many as all ranks get alike (the last few of the epoch are dropped)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    batches = []
+    span = batch_size * pool
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+    usable = len(batches) - len(batches) % world_size
+    return batches[rank:usable:world_size]

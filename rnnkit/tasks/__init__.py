@@ -29,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "language_model": "rnnkit.tasks.language_model",
     "classifier": "rnnkit.tasks.classifier",
     "forecast": "rnnkit.tasks.forecast",
+    "translate": "rnnkit.tasks.translate",
 }
 DEFAULT_TASK = "language_model"
 
