@@ -9,7 +9,7 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
-from rnnkit.tasks.classifier import load_classifier
+from rnnkit.tasks.classifier import load_classifier, token_effects
 from rnnkit.train.checkpoint import CheckpointError, save_model
 
 FILLER = ["the", "film", "was", "a", "plot", "and", "actor", "scene", "it", "story"]
@@ -109,6 +109,14 @@ def test_load_round_trip(trained):
     assert explained["probabilities"].shape == (4, 2)
 
 
+def test_token_effects_are_the_steps_of_the_running_probability(trained):
+    running = rnnkit.load(trained / "runs" / "text").explain("the film was great")["probabilities"]  # (T, K)
+    effects = token_effects(running, 1)
+    np.testing.assert_allclose(effects[1:], np.diff(running[:, 1]), rtol=0, atol=1e-12)
+    assert effects.sum() == pytest.approx(running[-1, 1] - 1 / 2, abs=1e-12)  # from the uniform 1/K
+    assert effects[-1] > 0  # "great" raises the positive class
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"text": "good", "label": 7}], r"unknown label '7': expected one of \['0', '1'\]"),
     ([{"text": "", "label": 1}], "line 1: expected a non-empty text in column 'text'"),
@@ -180,3 +188,31 @@ def test_bpe_tokenizer_is_stored_in_the_model_file(tmp_path, capsys):
     assert meta["encoding"]["tokenizer"]["kind"] == "bpe" and len(encoding.tokenizer) <= 80
     predictions = rnnkit.load(tmp_path / "runs" / "bpe").predict(["a good film", "bad"])
     assert predictions.probabilities.shape == (2, 2)
+
+
+def test_label_names_make_predictions_read_names(tmp_path, capsys):
+    """IMDB's JSONL labels 0 / 1 named neg / pos: the classes, predictions and evaluation read the names; an
+    aclImdb folder (labels neg / pos already) evaluates too, and a value outside the names is an error."""
+    train = write_jsonl(tmp_path / "train.jsonl", 200, seed=3)
+    config = write_config(tmp_path / "named.yaml", label_names="{0: neg, 1: pos}")
+    code, _, err = run(["train", "--config", config, "--data", train, "--max-steps", "40", "--output-dir",
+                        tmp_path / "runs", "--run-name", "named"], capsys)
+    assert code == 0, err
+    clf = rnnkit.load(tmp_path / "runs" / "named")
+    assert clf.classes == ("neg", "pos")
+    assert clf.predict(["a great film", "an awful plot"]).labels == ["pos", "neg"]
+    code, out, _ = run(["predict", tmp_path / "runs" / "named", "good story"], capsys)
+    assert code == 0 and json.loads(out)["label"] == "pos" and set(json.loads(out)["probabilities"]) == {
+        "neg", "pos"}
+    test = write_jsonl(tmp_path / "test.jsonl", 40, seed=4)
+    assert clf.evaluate(test)["accuracy"] >= 0.9
+    rng = random.Random(5)
+    for label in ("neg", "pos"):
+        (tmp_path / "aclImdb" / label).mkdir(parents=True)
+        for i in range(10):
+            (tmp_path / "aclImdb" / label / f"{i}_1.txt").write_text(review(rng, label == "pos"))
+    assert clf.evaluate(tmp_path / "aclImdb")["accuracy"] >= 0.9
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "good", "label": 2}) + "\n")
+    code, _, err = run(["evaluate", tmp_path / "runs" / "named", "--data", bad], capsys)
+    assert code == 2 and "label '2' is not in data.label_names {'0': 'neg', '1': 'pos'}" in err, err

@@ -10,11 +10,13 @@ from rnnkit.data.labelled import (
     WordTokenizer,
     bucket_batches,
     label_vocabulary,
+    name_labels,
     read_labelled_texts,
     sorted_batches,
     tokenizer_from_json,
 )
 from rnnkit.data.ts_format import ChannelScaler, read_npz, read_ts
+from rnnkit.tasks.classifier import ClassifierDataConfig
 
 TS = """# a handwritten UEA-style file: unequal lengths, missing values
 @problemName toy
@@ -155,6 +157,19 @@ def test_subword_tokenizer_trains_offline_and_round_trips_json(kind):
 def test_label_vocabulary_orders_integers_numerically():
     assert label_vocabulary(["10", "2", "1"]).labels == ("1", "2", "10")
     assert label_vocabulary(["pos", "neg"]).labels == ("neg", "pos")
+
+
+def test_label_names_map_values_keep_names_and_refuse_others():
+    names = {"1": "positive", "0": "negative", "2": "negative"}  # several values may share a name
+    assert name_labels(["0", "1", "2", "positive", None], names, "f") == ["negative", "positive", "negative",
+                                                                         "positive", None]
+    assert label_vocabulary(["negative", "positive"], names).labels == ("positive", "negative")  # names order
+    assert name_labels(["7"], {}, "f") == ["7"]
+    with pytest.raises(ValueError, match=r"f: label '7' is not in data.label_names"):
+        name_labels(["7"], names, "f")
+    assert ClassifierDataConfig(label_names={0: "neg", 1: "pos"}).label_names == {"0": "neg", "1": "pos"}
+    with pytest.raises(ValueError, match="data.label_names must map label values to non-empty names"):
+        ClassifierDataConfig(label_names={0: ""})
 
 
 def test_bucket_batches_seeded_sharded_and_of_similar_lengths():

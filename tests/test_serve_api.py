@@ -1,10 +1,12 @@
 """`rnnkit serve`'s JSON API, over real HTTP: its numbers against rnnkit.reference, its limits and errors, and
-the model views on tiny language models (one trained through the CLI, one poem model saved untrained)."""
+the model views on tiny models (a language model and a text classifier trained through the CLI, a poem model
+saved untrained)."""
 
 from __future__ import annotations
 
 import json
 import pickle
+import random
 import re
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from rnnkit.cli import build_parser, main
 from rnnkit.data.poems import POEM_START, poem_corpus
 from rnnkit.data.text import Vocabulary
 from rnnkit.decode import generate, generate_poem
+from rnnkit.models.gradient_flow import gradient_norms_through_time
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.recurrent import RecurrentConfig
 from rnnkit.reference.cells import sigmoid
@@ -28,6 +31,8 @@ from rnnkit.reference.diagnostics import gradient_flow
 from rnnkit.reference.explain import default_example, parse_weights, trace
 from rnnkit.reference.layers import GRU, LSTM, RNN
 from rnnkit.serve import LIMITS, STATIC, make_server
+from rnnkit.serve.inside import window_starts
+from rnnkit.tasks.classifier import TrainedClassifier, token_effects
 from rnnkit.tasks.language_model import TASK, LanguageModelRunConfig, TextDataConfig, load_language_model
 from rnnkit.train.checkpoint import save_model
 from rnnkit.train.config import to_dict
@@ -66,6 +71,22 @@ class Client:
         status, data = self.post(path, body)
         assert status == 200, data
         return data
+
+
+def headers_only(client, path, length):
+    """POST with a Content-Length but no body: the server must answer from the header alone (sending a body
+    it will not read races with its closing the connection: a broken pipe now and then)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", client.server.server_port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def start(model=None) -> Client:
@@ -248,7 +269,7 @@ def test_limits_say_the_numbers(api):
     for path, body, fragments in cases:
         status, data = api.post(path, body)
         assert_one_line_error(status, data, 400, *fragments)
-    status, data = api.post("/api/trace", b" " * (LIMITS.body_bytes + 1))
+    status, data = headers_only(api, "/api/trace", LIMITS.body_bytes + 1)
     assert_one_line_error(status, data, 413, f"{LIMITS.body_bytes:,}")
     status, data, _ = api.get("/api/limits")
     assert status == 200 and json.loads(data)["trace_hidden"] == LIMITS.trace_hidden
@@ -385,15 +406,8 @@ def test_foreign_files_are_refused_and_never_unpickled(tmp_path, api):
 
 
 def test_oversized_upload_is_refused_before_reading(api):
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", api.server.server_port, timeout=30)
-    connection.putrequest("POST", "/api/model")
-    connection.putheader("Content-Length", str(LIMITS.model_bytes + 1))
-    connection.endheaders()  # no body sent: the server answers from the header alone
-    response = connection.getresponse()
-    assert response.status == 413 and f"{LIMITS.model_bytes:,}" in json.loads(response.read())["error"]
-    connection.close()
+    status, data = headers_only(api, "/api/model", LIMITS.model_bytes + 1)
+    assert status == 413 and f"{LIMITS.model_bytes:,}" in data["error"]
 
 
 def test_activations_are_the_models_hidden_states(lm_file):
@@ -472,3 +486,135 @@ def test_a_poem_model_writes_an_acrostic_with_probabilities(api, poem_file):
     assert all(0 < t["p"] <= 1 for t in data["tokens"]) and POEM_START not in data["text"]
     status, reply = api.post("/api/generate", {"acrostic": "春夏秋"})
     assert_one_line_error(status, reply, 400, "4 characters")
+
+
+# ------------------------------------------------------------------------------- a trained model's gradients
+
+
+def test_a_trained_models_gradient_norms_are_gradient_norms_through_time(lm_file):
+    client = start(model=lm_file)
+    try:
+        text = TEXT[:400]
+        data = client.ok("/api/model-gradient-norms", {"T": 25, "windows": 5, "text": text})
+        assert data["cell"] == "lstm" and not data["generated"] and len(data["norms"]) == 25 - 1
+        model, vocab, _ = load_language_model(lm_file)
+        ids = vocab.encode(text)
+        assert data["starts"] == window_starts(len(ids), 25, 5)
+        assert len(data["starts"]) == 5 and data["starts"][-1] + 25 == len(ids) - 1  # to the text's end
+        tokens = torch.tensor([ids[s : s + 25] for s in data["starts"]])  # (B, T)
+        targets = torch.tensor([ids[s + 25] for s in data["starts"]])  # (B,)
+        want = gradient_norms_through_time(model, tokens, targets)
+        np.testing.assert_allclose(data["norms"], want.numpy(), rtol=1e-9, atol=0)
+        # no text: the model writes its own (seeded), and the norms are of that text
+        own = client.ok("/api/model-gradient-norms", {"T": 10, "windows": 2, "seed": 3})
+        assert own["generated"] and own["text"] == generate(model, vocab, "", 10 + 2, seed=3)
+        ids = vocab.encode(own["text"])
+        tokens = torch.tensor([ids[s : s + 10] for s in own["starts"]])
+        targets = torch.tensor([ids[s + 10] for s in own["starts"]])
+        want = gradient_norms_through_time(model, tokens, targets)
+        np.testing.assert_allclose(own["norms"], want.numpy(), rtol=1e-9, atol=0)
+        # limits and errors with the numbers
+        status, reply = client.post("/api/model-gradient-norms", {"T": LIMITS.model_gradient_steps + 1})
+        assert_one_line_error(status, reply, 400, "T", str(LIMITS.model_gradient_steps))
+        status, reply = client.post("/api/model-gradient-norms", {"T": 30, "text": "he said"})
+        assert_one_line_error(status, reply, 400, "7 tokens", "at least 31")
+        too_many = LIMITS.model_gradient_windows + 1
+        status, reply = client.post("/api/model-gradient-norms", {"windows": too_many})
+        assert_one_line_error(status, reply, 400, "windows", str(LIMITS.model_gradient_windows))
+        status, reply = client.post("/api/classify", {"text": "a good film"})
+        assert_one_line_error(status, reply, 409, "needs a text classifier", "'language_model'")
+    finally:
+        client.server.shutdown()
+        client.server.server_close()
+
+
+def test_window_starts_spread_over_the_text():
+    assert window_starts(10, 4, 3) == [0, 3, 5]  # the last window, tokens 5..8, has target 9
+    assert window_starts(10, 4, 20) == [0, 1, 2, 3, 4, 5]  # no start twice
+    assert window_starts(5, 4, 1) == [0] and window_starts(4, 4, 2) == []
+
+
+# ----------------------------------------------------------------------------------- a text classifier
+
+WORDS = ["the", "film", "was", "a", "plot", "and", "actor", "scene", "it", "story"]
+
+
+def reviews(n: int, seed: int) -> list[dict]:
+    """Filler words with one telling word: good / great for pos, bad / awful for neg."""
+    rng, rows = random.Random(seed), []
+    for i in range(n):
+        label = ("neg", "pos")[i % 2]
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 10))]
+        words.insert(rng.randrange(len(words) + 1), rng.choice({"pos": ["good", "great"],
+                                                                 "neg": ["bad", "awful"]}[label]))
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory):
+    """A GRU text classifier with attention pooling, trained for a few steps through `rnnkit train`."""
+    root = tmp_path_factory.mktemp("serve_classifier")
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reviews(160, 0)))
+    (root / "tiny.yaml").write_text("\n".join([
+        "task: classifier", "model:", "  embedding_size: 12", "  pooling: attention", "  attention_size: 8",
+        "  dropout: 0.0", "  encoder:", "    cell: gru", "    hidden_size: 12", "    num_layers: 1",
+        "data:", "  min_freq: 1", "  batch_size: 16", "  valid_fraction: 0.2", "  max_length: 0",
+        "optim:", "  lr: 0.03", "trainer:", "  max_steps: 40", "  val_check_interval: 40",
+        "  accelerator: cpu", "  progress_bar: false"]) + "\n")
+    argv = ["train", "--config", root / "tiny.yaml", "--data", root / "train.jsonl",
+            "--output-dir", root / "runs", "--run-name", "clf"]
+    assert main([str(a) for a in argv]) == 0
+    return root / "runs" / "clf" / "model.safetensors"
+
+
+def test_a_classifiers_running_opinion_is_its_explain(classifier_file):
+    client = start(model=classifier_file)
+    try:
+        status, raw, _ = client.get("/api/model")
+        info = json.loads(raw)
+        assert info["task"] == "classifier" and info["classes"] == ["neg", "pos"]
+        assert info["pooling"] == "attention" and info["cell"] == "gru"
+        text = "The film was a great story, and the actor was good"
+        data = client.ok("/api/classify", {"text": text})
+        clf = TrainedClassifier.from_file(classifier_file)
+        explained = clf.explain(text)
+        assert data["tokens"] == explained["tokens"] and data["classes"] == ["neg", "pos"]
+        running = np.array(data["probabilities"])  # (T, K)
+        np.testing.assert_allclose(running, explained["probabilities"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(data["attention"], explained["attention"], rtol=0, atol=1e-6)
+        assert sum(data["attention"]) == pytest.approx(1.0, abs=1e-6)
+        # the last row is the model on the whole text; row t the model on the first t + 1 words
+        np.testing.assert_allclose(running[-1], clf.predict(text).probabilities[0], rtol=0, atol=1e-6)
+        words = explained["tokens"]
+        np.testing.assert_allclose(running[2], clf.predict(" ".join(words[:3])).probabilities[0], atol=1e-6)
+        predicted = ["neg", "pos"][int(running[-1].argmax())]
+        assert data["predicted"] == data["label"] == predicted
+        np.testing.assert_allclose(data["effects"], token_effects(running, data["classes"].index(predicted)),
+                                   rtol=0, atol=1e-12)
+        # another class's effects: with two classes, the mirror image
+        neg = client.ok("/api/classify", {"text": text, "label": "neg"})
+        assert neg["label"] == "neg" and neg["predicted"] == predicted
+        np.testing.assert_allclose(neg["effects"], token_effects(running, 0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.add(neg["effects"], token_effects(running, 1)), 0.0, atol=1e-6)
+        # errors with the numbers; the language-model views say what they need
+        status, reply = client.post("/api/classify", {"text": "good", "label": "meh"})
+        assert_one_line_error(status, reply, 400, "label", "['neg', 'pos']", "'meh'")
+        status, reply = client.post("/api/classify", {"text": "  "})
+        assert_one_line_error(status, reply, 400, "text", "non-empty")
+        status, reply = client.post("/api/classify", {"text": "a " * (LIMITS.classify_tokens + 1)})
+        assert_one_line_error(status, reply, 400, f"{LIMITS.classify_tokens + 1} tokens",
+                              str(LIMITS.classify_tokens))
+        for path in ("/api/activations", "/api/generate", "/api/model-gradient-norms"):
+            status, reply = client.post(path, {})
+            assert_one_line_error(status, reply, 409, "needs a language model", "'classifier'")
+    finally:
+        client.server.shutdown()
+        client.server.server_close()
+
+
+def test_a_classifier_uploaded_replaces_the_language_model(api, classifier_file):
+    status, info = upload(api, classifier_file, "clf.safetensors")
+    assert status == 200 and info["name"] == "clf.safetensors" and info["task"] == "classifier"
+    data = api.ok("/api/classify", {"text": "an awful plot"})
+    assert data["tokens"] == ["an", "awful", "plot"] and len(data["probabilities"]) == 3

@@ -1,6 +1,7 @@
 """The playground in a real browser: headless Chromium (Debian's `chromium` + `chromium-driver`, driven by the
-`selenium` package) loads the page, steps through a sequence forward and back, draws the gradient plot,
-colours a text by a hidden unit, toggles the language, and checks the rendered numbers against the API's.
+`selenium` package) loads the page, steps through a sequence forward and back, draws the gradient plot (with
+the loaded model's own curve), colours a text by a hidden unit and by a classifier's running opinion, toggles
+the language, and checks the rendered numbers against the API's.
 Screenshots of each view go to docs/figures/playground_*.png with RNNKIT_SAVE_SCREENSHOTS=1 (the README's
 figures), else to the temporary folder, so that a test run leaves the work tree as it was.
 
@@ -20,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_serve_api import TEXT, lm_file, poem_file  # noqa: F401 -- the model fixtures
+from test_serve_api import TEXT, classifier_file, lm_file, poem_file  # noqa: F401 -- the model fixtures
 
 SAVE = os.environ.get("RNNKIT_SAVE_SCREENSHOTS")
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures" if SAVE else Path(tempfile.gettempdir())
@@ -182,6 +183,25 @@ def test_the_gradient_plot_follows_the_sliders(page):
     shot(driver, "gradients")
 
 
+def test_the_trained_models_curve_beside_the_initialisation_curves(page):
+    driver, base = page
+    click(driver, "[data-view=gradients]")
+    trained = "#grad-svg polyline[data-kind=trained]"
+    wait(driver, trained)
+    driver.execute_script("""const f = document.getElementById('grad-form');
+        f.T.value = 40; f.dispatchEvent(new Event('input', {bubbles: true}));""")
+    WebDriverWait(driver, 20).until(  # T - 1 points: from one step back
+        lambda d: len(d.find_element(By.CSS_SELECTOR, trained).get_attribute("points").split()) == 39)
+    assert "trained LSTM" in text(driver, "#grad-svg")
+    assert "40 tokens" in text(driver, "#grad-model-note")
+    svg = driver.find_element(By.ID, "grad-svg")
+    ActionChains(driver).move_to_element_with_offset(svg, -svg.size["width"] // 2 + 70, 0).perform()  # t = 0
+    time.sleep(0.3)
+    norms = api(base, "/api/model-gradient-norms", {"T": 40, "text": ""})["norms"]  # its own text, seed 0
+    shown = text(driver, "#grad-readout [data-kind=trained]").split(": ")[1]
+    assert float(shown) == pytest.approx(norms[0] / norms[-1], rel=1e-3)
+
+
 def test_text_coloured_by_a_hidden_unit(page):
     driver, base = page
     click(driver, "[data-view=model]")
@@ -220,3 +240,37 @@ def test_a_poem_model_uploaded_on_the_page(page, poem_file):  # noqa: F811
     assert "诗歌模型" in text(driver, "#model-info")
     shot(driver, "poem_zh")
     click(driver, "#lang")
+
+
+def test_a_classifiers_running_opinion_on_the_page(page, classifier_file):  # noqa: F811
+    driver, base = page
+    click(driver, "[data-view=model]")
+    driver.find_element(By.ID, "upload").send_keys(str(classifier_file))
+    WebDriverWait(driver, 20).until(lambda d: "text classifier" in d.find_element(By.ID, "model-info").text)
+    assert not driver.find_element(By.ID, "model-body").is_displayed()
+    click(driver, "#classify")  # the sample text
+    wait(driver, "#clf-text span")
+    sample = driver.execute_script("return document.querySelector('#clf-form [name=text]').value")
+    data = api(base, "/api/classify", {"text": sample})
+    spans = driver.find_elements(By.CSS_SELECTOR, "#clf-text span")
+    assert [s.text for s in spans] == data["tokens"]
+    assert [float(s.get_attribute("data-effect")) for s in spans] == pytest.approx(data["effects"], abs=1e-12)
+    k = data["classes"].index(data["predicted"])
+    assert [float(s.get_attribute("data-p")) for s in spans] == pytest.approx(
+        [p[k] for p in data["probabilities"]], abs=1e-12)
+    attention = [float(s.get_attribute("data-attention")) for s in spans]
+    assert attention == pytest.approx(data["attention"], abs=1e-12)
+    last = data["probabilities"][-1]
+    predicted = f"predicted: {data['predicted']}, probability {num(max(last), 3)}"
+    assert text(driver, "#clf-predicted") == predicted
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#clf-svg polyline")) == len(data["classes"])
+    # the readout starts at the last token
+    assert text(driver, "#clf-readout [data-class=pos]") == f"p(pos) = {num(last[1])}"
+    driver.execute_script("document.getElementById('clf-title').scrollIntoView()")
+    shot(driver, "classifier")
+    driver.execute_script("window.scrollTo(0, 0)")
+    click(driver, "#lang")
+    assert text(driver, "#classify") == "分类" and text(driver, "#clf-predicted").startswith("预测：")
+    click(driver, "#lang")
+    click(driver, "[data-view=gradients]")  # a classifier has no language-model curve
+    assert not driver.find_element(By.ID, "grad-model").is_displayed()

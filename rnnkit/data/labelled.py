@@ -7,13 +7,18 @@ Readers return `(texts, labels)`, labels as strings:
     .csv / .tsv      a header row; the same column names
 
 Integer labels (IMDB's JSONL 0 / 1) become the strings "0", "1"; `label_vocabulary` orders them numerically.
-An empty text, a missing column or an unreadable line is a ValueError naming the file and the line.
+`name_labels` maps label values to names (`data.label_names: {0: neg, 1: pos}`), so that predictions read
+"neg" / "pos". An empty text, a missing column or an unreadable line is a ValueError naming the file and the
+line.
 
 Tokenizers map a text to ids with <pad> = 0 and <unk> = 1, and are JSON (saved inside the model file):
 
     word   lower-case, HTML line breaks `<br />` removed, words and punctuation split apart; tokens seen fewer
            than `min_freq` times, or beyond the `max_size` most frequent, become <unk>
     bpe / wordpiece   HuggingFace `tokenizers` trained on the training texts (same normalisation), no network
+    pretrained_word   the word tokens, ids from a language model's word vocabulary (ULMFiT transfer: the
+           classifier's token ids are the language model's); `language_model_text` writes texts in the form
+           such a language model should be trained on (one text a line, the word tokens apart)
 
 `bucket_batches` cuts a seeded permutation (ResumableShuffleSampler: a function of seed + epoch only, so the
 engine's skip-by-index resume is exact) into batches of similar lengths: chunks of `batch_size * chunk`
@@ -40,9 +45,9 @@ import torch
 from rnnkit.data.sampler import ResumableShuffleSampler
 from rnnkit.data.sequences import LabelVocabulary
 
-__all__ = ["PAD", "UNK", "read_labelled_texts", "text_format", "label_vocabulary", "WordTokenizer",
-           "SubwordTokenizer", "make_tokenizer", "tokenizer_from_json", "encode_texts", "bucket_batches",
-           "sorted_batches"]
+__all__ = ["PAD", "UNK", "read_labelled_texts", "text_format", "label_vocabulary", "name_labels",
+           "WordTokenizer", "PretrainedWordTokenizer", "SubwordTokenizer", "make_tokenizer",
+           "tokenizer_from_json", "language_model_text", "encode_texts", "bucket_batches", "sorted_batches"]
 
 PAD, UNK = "<pad>", "<unk>"
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -144,12 +149,37 @@ def _read_imdb_folder(path: Path, split: str) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def label_vocabulary(labels: Sequence[str]) -> LabelVocabulary:
-    """The labels' vocabulary: numeric order when every label is an integer ("2" before "10"), else sorted."""
+def label_vocabulary(labels: Sequence[str], names: dict[str, str] | None = None) -> LabelVocabulary:
+    """The labels' vocabulary: in the order of `names`' values when labels were named (`name_labels`), else
+    numeric order when every label is an integer ("2" before "10"), else sorted."""
     distinct = set(labels)
+    if names:
+        return LabelVocabulary(tuple(dict.fromkeys(n for n in names.values() if n in distinct)))
     if all(re.fullmatch(r"-?\d+", x) for x in distinct):
         return LabelVocabulary(tuple(sorted(distinct, key=int)))
     return LabelVocabulary.build(distinct)
+
+
+def name_labels(labels: Sequence[str | None], names: dict[str, str], where) -> list[str | None]:
+    """Label values -> their names (`data.label_names`, e.g. {"0": "neg", "1": "pos"}); a label that already
+    is one of the names passes (an aclImdb folder's neg / pos), None (no label) stays None, and any other
+    value is a ValueError naming it, `where` and the mapping. No names: the labels as they are.
+
+        >>> name_labels(["1", "0", "pos", None], {"0": "neg", "1": "pos"}, "test.jsonl")
+        ['pos', 'neg', 'pos', None]
+    """
+    if not names:
+        return list(labels)
+    known = set(names.values())
+    out = []
+    for label in labels:
+        if label is not None and label not in known:
+            if label not in names:
+                raise ValueError(f"{where}: label {label!r} is not in data.label_names {names} (expected one "
+                                 f"of its values {sorted(names)} or names {sorted(known)})")
+            label = names[label]
+        out.append(label)
+    return out
 
 
 def normalise(text: str, lowercase: bool = True) -> str:
@@ -189,6 +219,58 @@ class WordTokenizer:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "vocabulary": self.vocabulary, "lowercase": self.lowercase}
+
+
+class PretrainedWordTokenizer:
+    """The word tokenizer's tokens with ids from a language model's word vocabulary (ULMFiT transfer).
+
+    Token i of `vocabulary` has id i, as in the language model, so its embedding rows fit the classifier's
+    ids; id 0 is a word here, not <pad> (padding is never read: lengths=). A word the vocabulary lacks becomes
+    its `unk` token, or is left out when it has none (`tokens` then leaves it out too).
+
+        >>> tok = PretrainedWordTokenizer(["the", "<eos>", "film", "good", "<unk>"], unk="<unk>")
+        >>> tok.encode("The film,<br />good!"), tok.tokens("The film")
+        ([0, 2, 4, 3, 4], ['the', 'film'])
+    """
+
+    kind = "pretrained_word"
+
+    def __init__(self, vocabulary: Sequence[str], unk: str | None = None, lowercase: bool = True):
+        self.vocabulary, self.unk, self.lowercase = list(vocabulary), unk, lowercase
+        self.index = {w: i for i, w in enumerate(self.vocabulary)}
+        if len(self.index) != len(self.vocabulary) or (unk is not None and unk not in self.index):
+            raise ValueError(f"a pretrained word vocabulary needs distinct tokens, its unk token {unk!r} "
+                             "among them")
+
+    def __len__(self) -> int:
+        return len(self.vocabulary)
+
+    def tokens(self, text: str) -> list[str]:
+        words = _WORD.findall(normalise(text, self.lowercase))
+        return words if self.unk is not None else [w for w in words if w in self.index]
+
+    def encode(self, text: str) -> list[int]:
+        unk = self.index.get(self.unk) if self.unk is not None else None
+        return [self.index.get(w, unk) for w in self.tokens(text)]
+
+    def coverage(self, texts: Sequence[str]) -> float:
+        """The fraction of the texts' word tokens the vocabulary holds (the rest are <unk> or left out)."""
+        words = [w for t in texts for w in _WORD.findall(normalise(t, self.lowercase))]
+        return sum(w in self.index for w in words) / max(1, len(words))
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "vocabulary": self.vocabulary, "unk": self.unk,
+                "lowercase": self.lowercase}
+
+
+def language_model_text(texts: Sequence[str], lowercase: bool = True) -> str:
+    """Texts as a language model's word-level training text: one text a line, its word tokens (as the word
+    tokenizer splits them) apart, so the model's words are the classifier's (`PretrainedWordTokenizer`).
+
+        >>> language_model_text(["A good film.<br />Good!", "Bad"])
+        'a good film . good !\\nbad\\n'
+    """
+    return "".join(" ".join(_WORD.findall(normalise(t, lowercase))) + "\n" for t in texts)
 
 
 class SubwordTokenizer:
@@ -244,11 +326,14 @@ def tokenizer_from_json(data: dict):
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == "word":
         return WordTokenizer(data["vocabulary"], data.get("lowercase", True))
+    if kind == PretrainedWordTokenizer.kind:
+        return PretrainedWordTokenizer(data["vocabulary"], data.get("unk"), data.get("lowercase", True))
     if kind in ("bpe", "wordpiece"):
         from tokenizers import Tokenizer
 
         return SubwordTokenizer(Tokenizer.from_str(data["tokenizer"]), kind)
-    raise ValueError(f"tokenizer JSON: expected kind 'word', 'bpe' or 'wordpiece', got {kind!r}")
+    raise ValueError(f"tokenizer JSON: expected kind 'word', 'pretrained_word', 'bpe' or 'wordpiece', got "
+                     f"{kind!r}")
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncate: str = "head") -> list[list[int]]:

@@ -21,11 +21,19 @@ Pooling (every kind reads only the valid steps, so padding never changes a predi
     >>> logits = model(torch.randint(1, 50, (4, 9)), torch.tensor([9, 5, 3, 1]))
     >>> logits.shape, model.attention_weights[3, 1:].abs().sum().item()
     (torch.Size([4, 3]), 0.0)
+
+Transfer (ULMFiT, Howard & Ruder 2018): `copy_pretrained` starts the embedding and the encoder from a language
+model's (exact copies; every size must match), and `layer_groups` lists the parameters from the top (head)
+down to the embedding, the order in which gradual unfreezing trains them.
+
+    >>> [len(group) for group in model.layer_groups()]  # attention + head, GRU layers 1 and 0, embedding
+    [5, 8, 8, 1]
 """
 
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -34,7 +42,7 @@ from torch import Tensor, nn
 
 from rnnkit.models.recurrent import RecurrentConfig, make_encoder
 
-__all__ = ["POOLINGS", "ClassifierConfig", "SequenceClassifier", "pool"]
+__all__ = ["POOLINGS", "ClassifierConfig", "SequenceClassifier", "pool", "copy_pretrained"]
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -54,6 +62,10 @@ class ClassifierConfig:
         attention_size: width of W in additive attention.
         dropout: on the pooled vector, before the head.
         embedding_dropout: on the embedded / projected inputs.
+        init_from: a language model (model file or run directory of the language_model task, word level)
+            whose embedding and encoder the classifier starts from, and whose vocabulary it reads (ULMFiT;
+            rnnkit.tasks.classifier does the copy). Its id 0 is a word, so the embedding then has no
+            <pad> row (padding is never read either way).
     """
 
     vocab_size: int = 0
@@ -65,6 +77,7 @@ class ClassifierConfig:
     attention_size: int = 64
     dropout: float = 0.3
     embedding_dropout: float = 0.0
+    init_from: str = ""
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -132,7 +145,8 @@ class SequenceClassifier(nn.Module):
         self.config = config
         E = config.embedding_size
         if config.vocab_size:
-            self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=0)  # id 0 is <pad>
+            padding = None if config.init_from else 0  # our own tokenizers' id 0 is <pad>, a pretrained's not
+            self.embedding = nn.Embedding(config.vocab_size, E, padding_idx=padding)
         else:
             self.embedding = nn.Linear(config.num_features, E)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
@@ -168,6 +182,18 @@ class SequenceClassifier(nn.Module):
         self.attention_weights = weights.detach()
         return torch.einsum("bt,btw->bw", weights, outputs)  # (B, D H)
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters from the top down: [head and attention, encoder layer L-1, ..., layer 0, embedding]
+        (both directions of a layer together), the order in which gradual unfreezing trains them."""
+        L = self.config.encoder.num_layers
+        layers = [[] for _ in range(L)]
+        for name, parameter in self.encoder.named_parameters():
+            layer = re.search(r"_l(\d+)(?:_reverse)?$", name)  # torch's weight_ih_l{k}{_reverse} names
+            layers[int(layer.group(1)) if layer else 0].append(parameter)
+        below = {id(p) for p in [*self.encoder.parameters(), *self.embedding.parameters()]}
+        top = [p for p in self.parameters() if id(p) not in below]
+        return [top, *layers[::-1], list(self.embedding.parameters())]
+
     def forward(self, inputs: Tensor, lengths: Tensor, targets: Tensor | None = None):
         lengths = torch.as_tensor(lengths, dtype=torch.long)
         outputs = self.encode(inputs, lengths)  # (B, T, D H)
@@ -175,3 +201,31 @@ class SequenceClassifier(nn.Module):
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
+
+
+def copy_pretrained(model: SequenceClassifier, embedding: nn.Module, encoder: nn.Module, where: str) -> None:
+    """Set the model's embedding and encoder to exact copies of a pretrained model's (a language model's
+    `embedding` and `rnn`); a missing, unexpected or differently sized weight is a ValueError naming it.
+
+        >>> from rnnkit.models.recurrent import RecurrentConfig, make_encoder
+        >>> gru = RecurrentConfig(cell="gru", hidden_size=6, num_layers=1)
+        >>> config = ClassifierConfig(vocab_size=20, num_classes=2, embedding_size=8, encoder=gru)
+        >>> model = SequenceClassifier(config)
+        >>> smaller = make_encoder(RecurrentConfig(cell="gru", hidden_size=5, num_layers=1), 8)
+        >>> copy_pretrained(model, nn.Embedding(20, 8), smaller, "lm")
+        Traceback (most recent call last):
+        ValueError: lm: the language model's encoder.weight_ih_l0 is (15, 8), this classifier's (18, 8)
+    """
+    for part, source in (("embedding", embedding), ("encoder", encoder)):
+        theirs, ours = source.state_dict(), getattr(model, part).state_dict()
+        for key in [*ours, *(k for k in theirs if k not in ours)]:
+            if key not in ours or key not in theirs:
+                side = "language model" if key in theirs else "classifier"
+                raise ValueError(f"{where}: only the {side} has {part}.{key} (the encoders' cells or "
+                                 "variants differ)")
+            if theirs[key].shape != ours[key].shape:
+                raise ValueError(f"{where}: the language model's {part}.{key} is {tuple(theirs[key].shape)}, "
+                                 f"this classifier's {tuple(ours[key].shape)}")
+        with torch.no_grad():
+            for key, tensor in getattr(model, part).state_dict().items():
+                tensor.copy_(theirs[key])

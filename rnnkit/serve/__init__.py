@@ -7,9 +7,11 @@ Three views, every label in English and Chinese (a toggle; static/i18n.js):
    out; then the backward pass, dL/dh_t flowing back step by step (`api.trace_payload`).
 2. Gradients vanish: ||dL/dh_t|| for every t of RNN, GRU and LSTM at initialisation, with sliders for T, H,
    the forget-gate bias and the recurrent weight scale (`api.gradient_norms_payload`).
-3. Inside a trained language model: text coloured by one hidden unit, the units that track quotes, line
-   position and bracket depth, and generation (a poem or acrostic for a poem model) with each token's
-   probability (`inside.LoadedModel`).
+3. Inside a trained model. A language model: text coloured by one hidden unit, the units that track
+   quotes, line position and bracket depth, and generation (a poem or acrostic for a poem model) with each
+   token's probability (`inside.LoadedModel`); its own gradient norms through time join view 2. A text
+   classifier: its running class probability after each token, the words coloured by their effect, and the
+   attention weights (`inside_classifier.LoadedClassifier`).
 
 The numbers come from rnnkit.reference (the code behind `rnnkit explain`) and, for a model, from the model
 itself; the page (static/: index.html, app.js, i18n.js, style.css; no build step, nothing from a CDN) only

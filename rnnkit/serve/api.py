@@ -58,6 +58,9 @@ class Limits:
     gradient_hidden: int = 256  # H of the gradient norms
     text_chars: int = 4000  # text coloured by a hidden unit
     generate_tokens: int = 500  # tokens of a generated continuation
+    classify_tokens: int = 1000  # tokens of a classified text (the model reads each of its T prefixes)
+    model_gradient_steps: int = 300  # T of a trained model's gradient norms
+    model_gradient_windows: int = 32  # windows (B) of text they average over
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnkit.data.poems import POEM_START
 from rnnkit.decode import generate, generate_poem
 from rnnkit.decode.step import eval_mode
+from rnnkit.models.gradient_flow import gradient_norms_through_time
 from rnnkit.tasks import task_of_model
 from rnnkit.tasks.language_model import TASK, load_language_model, training_data
 
 from .api import LIMITS, ApiError, check_keys, choice, integer, number
 
-__all__ = ["LoadedModel", "FEATURES", "text_features"]
+__all__ = ["LoadedModel", "FEATURES", "open_model", "text_features", "window_starts"]
 
 FEATURES = ("in_quotes", "line_position", "bracket_depth")
 OPEN, CLOSE = "([{", ")]}"
@@ -62,6 +64,32 @@ def correlations(units: np.ndarray, feature: np.ndarray) -> np.ndarray | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (u.T @ f) / scale
     return np.where(scale > 0, r, 0.0)
+
+
+def window_starts(num_tokens: int, T: int, windows: int) -> list[int]:
+    """Where up to `windows` windows of T tokens, each followed by its target token, start in a text of
+    `num_tokens` tokens: evenly spread from the first token to the last possible start (rounded half up),
+    none twice."""
+    last, gaps = num_tokens - T - 1, max(windows - 1, 1)  # the last window's target is the text's last token
+    return sorted({(2 * k * last + gaps) // (2 * gaps) for k in range(windows)}) if last >= 0 else []
+
+
+def open_model(path: str | Path, name: str | None = None):
+    """A model file or run directory opened for the page: a LoadedModel (language model) or a
+    LoadedClassifier (text classifier); ValueError (CheckpointError) for anything else."""
+    from rnnkit.tasks import resolve_model_path
+    from rnnkit.tasks.classifier import TASK as CLASSIFIER
+
+    path = resolve_model_path(path)
+    task = task_of_model(path)
+    if task == CLASSIFIER:
+        from .inside_classifier import LoadedClassifier
+
+        return LoadedClassifier.from_file(path, name)
+    if task != TASK:
+        raise ValueError(f"{path} holds a {task!r} model; the playground looks inside language models "
+                         f"({TASK!r}) and text classifiers ({CLASSIFIER!r})")
+    return LoadedModel.from_file(path, name)
 
 
 @dataclass
@@ -111,6 +139,18 @@ class LoadedModel:
 
     # ------------------------------------------------------------------------------- hidden units
 
+    def _encode(self, text: str) -> tuple[list[str], list[int]]:
+        """(tokens, ids) of a text; ApiError naming the tokens the model never saw (a vocabulary without
+        <unk>)."""
+        vocab = self.vocabulary
+        tokens = vocab.tokenize(text)
+        unseen = sorted({t for t in tokens if t not in vocab.index})
+        if unseen and vocab.unk is None:
+            shown = " ".join(repr(t) for t in unseen[:8]) + (" ..." if len(unseen) > 8 else "")
+            raise ApiError(f"text: {len(unseen)} distinct {vocab.level}s the model never saw: {shown}; "
+                           "remove them")
+        return tokens, vocab.encode_tokens(tokens)
+
     def _states_along(self, ids: list[int]) -> np.ndarray:
         """The recurrent state after each token: (T, S, L, H), S = 1 (h) or 2 (h, c)."""
         rows, state = [], None
@@ -136,13 +176,7 @@ class LoadedModel:
         state = choice(request, "state", "h", names)
         unit = integer(request, "unit", 0, 0, encoder.hidden_size - 1)
         top = integer(request, "top", 5, 1, 20)
-        tokens = vocab.tokenize(text)
-        unseen = sorted({t for t in tokens if t not in vocab.index})
-        if unseen and vocab.unk is None:
-            shown = " ".join(repr(t) for t in unseen[:8]) + (" ..." if len(unseen) > 8 else "")
-            raise ApiError(f"text: {len(unseen)} distinct {vocab.level}s the model never saw: {shown}; "
-                           "remove them")
-        ids = vocab.encode_tokens(tokens)
+        tokens, ids = self._encode(text)
         pieces = [vocab.piece(i) if t in vocab.index else t for t, i in zip(tokens, ids, strict=True)]
         states = self._states_along(ids)  # (T, S, L, H)
         T, S, L, H = states.shape
@@ -163,6 +197,42 @@ class LoadedModel:
         values = states[:, names.index(state), layer, unit]
         return {"pieces": pieces, "layer": layer, "state": state, "unit": unit, "values": values.tolist(),
                 "range": float(np.abs(states[:, names.index(state), layer]).max()), "features": ranked}
+
+    # ------------------------------------------------------------------------------- gradients
+
+    def gradient_norms(self, request) -> dict:
+        """POST /api/model-gradient-norms {T, windows, text, seed}: ||dL_T/dh_t|| of the trained model
+        (`gradient_norms_through_time`, the top layer's h), averaged over up to `windows` windows of T tokens
+        of the text, each with the token after it as the target. Without a text, the model writes its own
+        (sampled with `seed`). Entry t is T - 1 - t steps back from the loss, as in the initialisation curves
+        of /api/gradient-norms; the last step's own state (0 steps back) reaches the loss through the output
+        only and has no entry."""
+        request = check_keys(request, ("T", "windows", "text", "seed"))
+        T = integer(request, "T", 50, 2, LIMITS.model_gradient_steps, " for a trained model")
+        windows = integer(request, "windows", 8, 1, LIMITS.model_gradient_windows)
+        seed = integer(request, "seed", 0, 0, 2**31 - 1)
+        text = request.get("text")
+        generated = text is None or text == ""
+        if generated:
+            prompt = POEM_START if self.poem else ""
+            try:
+                text = prompt + generate(self.model, self.vocabulary, prompt, T + windows, seed=seed)
+            except ValueError as e:
+                raise ApiError(f"text: the model could not write one ({e}); type a text") from None
+        elif not isinstance(text, str):
+            raise ApiError(f"text: expected a string, got {text!r}"[:120])
+        elif len(text) > LIMITS.text_chars:
+            raise ApiError(f"text: {len(text)} characters, the server's limit is {LIMITS.text_chars}")
+        _, ids = self._encode(text)
+        starts = window_starts(len(ids), T, windows)
+        if not starts:
+            raise ApiError(f"text: {len(ids)} tokens; T = {T} needs at least {T + 1} (the window and the "
+                           "token after it): type a longer text or lower T")
+        tokens = torch.tensor([ids[s : s + T] for s in starts])  # (B, T)
+        targets = torch.tensor([ids[s + T] for s in starts])  # (B,)
+        norms = gradient_norms_through_time(self.model, tokens, targets)  # (T - 1,)
+        return {"T": T, "cell": self.model.config.encoder.cell, "name": self.name, "text": text,
+                "generated": generated, "starts": starts, "norms": norms.tolist()}
 
     # ------------------------------------------------------------------------------- generation
 

@@ -5,7 +5,9 @@
     GET  /api/model             the loaded model's description, or {"loaded": false}
     POST /api/model             a model file's bytes (application/octet-stream): load it instead
     POST /api/trace, /api/gradient-norms               `api.py` (NumPy only)
-    POST /api/activations, /api/generate               `inside.py` (needs a loaded language model)
+    POST /api/activations, /api/generate,              `inside.py` (needs a loaded language model)
+         /api/model-gradient-norms
+    POST /api/classify                                 `inside_classifier.py` (needs a loaded text classifier)
 
 Every error is JSON {"error": "one line"} with a 4xx status (500 for a bug, still one line; the traceback goes
 to the server's stderr only): bad JSON, a body over the limit (413, before reading it), unknown paths (404).
@@ -48,9 +50,9 @@ class Playground:
             self.load(model_path)
 
     def load(self, path: str | Path, name: str | None = None) -> dict:
-        from .inside import LoadedModel  # torch: only now
+        from .inside import open_model  # torch: only now
 
-        model = LoadedModel.from_file(path, name)
+        model = open_model(path, name)
         with self.lock:
             self.model = model
         return model.info()
@@ -65,12 +67,17 @@ class Playground:
     def info(self) -> dict:
         return self.model.info() if self.model is not None else {"loaded": False}
 
-    def with_model(self, method: str, request) -> dict:
+    def with_model(self, method: str, request, path: str) -> dict:
         if self.model is None:
             raise ApiError("no model is loaded: start with rnnkit serve --model runs/NAME, or upload a "
                            "model.safetensors on the page", HTTPStatus.CONFLICT)
         with self.lock:
-            return getattr(self.model, method)(request)
+            model = self.model
+            if not hasattr(model, method):
+                needs = "a text classifier" if path == "/api/classify" else "a language model"
+                raise ApiError(f"POST {path} needs {needs}; the loaded model {model.info()['name']} is a "
+                               f"{model.info()['task']!r} model", HTTPStatus.CONFLICT)
+            return getattr(model, method)(request)
 
     def post(self, path: str, body: bytes, headers) -> dict:
         if path == "/api/model":
@@ -84,14 +91,14 @@ class Playground:
             return trace_payload(request)
         if path == "/api/gradient-norms":
             return gradient_norms_payload(request)
-        if path == "/api/activations":
-            return self.with_model("activations", request)
-        if path == "/api/generate":
-            return self.with_model("generate", request)
+        if path in MODEL_PATHS:
+            return self.with_model(MODEL_PATHS[path], request, path)
         raise ApiError(f"no such API: POST {path}", HTTPStatus.NOT_FOUND)
 
 
-POST_PATHS = ("/api/model", "/api/trace", "/api/gradient-norms", "/api/activations", "/api/generate")
+MODEL_PATHS = {"/api/activations": "activations", "/api/generate": "generate",
+               "/api/model-gradient-norms": "gradient_norms", "/api/classify": "classify"}  # -> the method
+POST_PATHS = ("/api/model", "/api/trace", "/api/gradient-norms", *MODEL_PATHS)
 
 
 def decode_json(body: bytes):

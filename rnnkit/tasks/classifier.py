@@ -17,6 +17,14 @@ Metrics: cross-entropy, accuracy and macro-F1 (torchmetrics) on validation, moni
 `rnnkit evaluate` adds per-class precision and recall and the confusion matrix (and a PNG), and with
 `--baseline` the built-in non-neural baselines (rnnkit.baselines) fitted on the same training part.
 
+Transfer (ULMFiT, Howard & Ruder 2018): `model.init_from` names a word-level language model trained by
+`rnnkit train` (task language_model) on the same kind of text, best written by
+`rnnkit.data.labelled.language_model_text` (one text a line, the word tokens apart). The classifier reads
+its vocabulary (the token ids agree) and starts from exact copies of its embedding and encoder, whose sizes
+must match (`model.embedding_size`, `model.encoder.*`). `finetune.unfreeze_steps` trains the top first
+(gradual unfreezing): only the head until the first step, then the encoder's top layer too, and so on down,
+everything from the last step on.
+
     >>> from rnnkit.tasks.classifier import ClassifierRunConfig
     >>> ClassifierRunConfig().model.pooling
     'last'
@@ -45,25 +53,27 @@ from torchmetrics.classification import (
 )
 
 from rnnkit.data.labelled import (
+    PretrainedWordTokenizer,
     bucket_batches,
     encode_texts,
     label_vocabulary,
     make_tokenizer,
+    name_labels,
     read_labelled_texts,
     sorted_batches,
     tokenizer_from_json,
 )
 from rnnkit.data.sequences import LabelledSequences, LabelVocabulary, pad_collate
 from rnnkit.data.ts_format import ChannelScaler, read_labelled_series
-from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier, copy_pretrained
 from rnnkit.train.checkpoint import CheckpointError, load_model_file
 from rnnkit.train.config import OptimConfig, TrainerConfig, from_dict, to_dict
 from rnnkit.train.metrics import MeanLoss, OnOutputs, StepOutput
 from rnnkit.train.module import Task
 from rnnkit.train.run import BuiltTask
 
-__all__ = ["TASK", "ClassifierDataConfig", "ClassifierRunConfig", "Encoding", "Predictions",
-           "TrainedClassifier", "build", "load_classifier", "SPEC"]
+__all__ = ["TASK", "ClassifierDataConfig", "FinetuneConfig", "ClassifierRunConfig", "Encoding", "Predictions",
+           "TrainedClassifier", "build", "load_classifier", "token_effects", "unfreeze", "SPEC"]
 
 TASK = "classifier"
 SERIES_SUFFIXES = (".ts", ".npz")
@@ -79,6 +89,10 @@ class ClassifierDataConfig:
         valid_fraction: the held-out part of each class (seeded with trainer.seed) when valid_path is empty.
         format: "auto" (from the path), "imdb", "jsonl", "csv" or "tsv" for text.
         text_column, label_column: the fields of .jsonl / .csv / .tsv records.
+        label_names: label value -> name, e.g. {0: neg, 1: pos} for IMDB's JSONL, so that the classes (and
+            predictions) read neg / pos; applied to every file read (training, validation, evaluation). A
+            label that already is one of the names passes, any other value is an error. Several values may
+            share a name (merging classes). The classes take the order of the names here.
         tokenizer: "word", "bpe" or "wordpiece" (HuggingFace tokenizers, trained on the training part).
         vocab_size: the tokenizer's largest vocabulary, <pad> and <unk> included.
         min_freq: words (or merges) seen fewer times are not in the vocabulary.
@@ -103,6 +117,7 @@ class ClassifierDataConfig:
     format: str = "auto"
     text_column: str = "text"
     label_column: str = "label"
+    label_names: dict = field(default_factory=dict)
     tokenizer: str = "word"
     vocab_size: int = 30000
     min_freq: int = 2
@@ -130,11 +145,44 @@ class ClassifierDataConfig:
         if self.max_length < 0 or self.vocab_size < 3:
             raise ValueError(f"data.max_length must be >= 0 and data.vocab_size >= 3, got {self.max_length} "
                              f"and {self.vocab_size}")
+        if not isinstance(self.label_names, dict):
+            raise ValueError(f"data.label_names must map label values to names, got {self.label_names!r}")
+        plain = [x for pair in self.label_names.items() for x in pair
+                 if isinstance(x, (str, int)) and not isinstance(x, bool) and str(x).strip()]
+        if len(plain) != 2 * len(self.label_names):
+            raise ValueError(f"data.label_names must map label values to non-empty names, got "
+                             f"{self.label_names}")
+        # YAML gives {0: neg}; labels are read as strings, and the JSON of a model file keeps only str keys
+        object.__setattr__(self, "label_names", {str(v): str(n) for v, n in self.label_names.items()})
 
     @property
     def numeric(self) -> bool:
         """Whether the data are numeric series (.ts / .npz) rather than texts."""
         return Path(self.path).suffix.lower() in SERIES_SUFFIXES
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The `finetune` section: how a classifier started from a language model (model.init_from) trains.
+
+    Args:
+        unfreeze_steps: gradual unfreezing (ULMFiT): steps s_1 < s_2 < ... at which the next layer group from
+            the top starts to train (`SequenceClassifier.layer_groups`: head, encoder layer L-1, ..., layer
+            0, embedding): before s_1 only the head trains, from s_1 the encoder's top layer too, and from the
+            last s_k every group. () = everything trains from the start. The step comes with each training
+            batch (epoch * batches per epoch + j), so a resumed run unfreezes at the same steps. Frozen
+            weights get no gradient, so Adam leaves them exactly as they are. One process (DDP expects every
+            weight to get a gradient).
+    """
+
+    unfreeze_steps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        steps = tuple(self.unfreeze_steps)
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in steps) or any(
+                a >= b for a, b in zip((0, *steps), steps, strict=False)):
+            raise ValueError(f"finetune.unfreeze_steps must be increasing integers >= 1, got {list(steps)}")
+        object.__setattr__(self, "unfreeze_steps", steps)
 
 
 @dataclass(frozen=True)
@@ -144,12 +192,19 @@ class ClassifierRunConfig:
     task: str = TASK
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self):
         if self.task != TASK:
             raise ValueError(f"task must be {TASK!r} for a ClassifierRunConfig, got {self.task!r}")
+        if self.model.init_from and self.data.path and self.data.numeric:
+            raise ValueError(f"model.init_from starts from a language model, which reads text; data.path "
+                             f"{self.data.path} holds numeric series")
+        if self.model.init_from and self.data.tokenizer != "word":
+            raise ValueError(f"model.init_from reads the language model's word vocabulary: data.tokenizer "
+                             f"must be 'word', got {self.data.tokenizer!r}")
 
 
 def upgrade_config(data: dict) -> dict:
@@ -175,11 +230,13 @@ class Encoding:
         return self.tokenizer is None
 
     @classmethod
-    def fit(cls, data: ClassifierDataConfig, raw: list, labels: list[str]) -> Encoding:
-        vocab = label_vocabulary(labels)
+    def fit(cls, data: ClassifierDataConfig, raw: list, labels: list[str], tokenizer=None) -> Encoding:
+        """Fit on the training part; a given `tokenizer` (a language model's vocabulary) is used as it is."""
+        vocab = label_vocabulary(labels, data.label_names)
         if data.numeric:
             return cls(data, vocab, scaler=ChannelScaler.fit(raw) if data.scale else None)
-        tokenizer = make_tokenizer(raw, data.tokenizer, data.min_freq, data.vocab_size, data.lowercase)
+        if tokenizer is None:
+            tokenizer = make_tokenizer(raw, data.tokenizer, data.min_freq, data.vocab_size, data.lowercase)
         return cls(data, vocab, tokenizer=tokenizer)
 
     def sequences(self, raw: list) -> list:
@@ -221,11 +278,15 @@ class Encoding:
 
 def read_raw(path: str | Path, data: ClassifierDataConfig, split: str = "train", require_labels: bool = True,
              fmt: str | None = None):
-    """(texts or series, labels) of a data file, read as `data` says (series by their suffix)."""
+    """(texts or series, labels) of a data file, read as `data` says (series by their suffix; labels named by
+    data.label_names, unless they are not required: predict ignores them)."""
     if Path(path).suffix.lower() in SERIES_SUFFIXES:
-        return read_labelled_series(path)
-    fmt = data.format if fmt is None else fmt
-    return read_labelled_texts(path, fmt, data.text_column, data.label_column, split, require_labels)
+        raw, labels = read_labelled_series(path)
+    else:
+        fmt = data.format if fmt is None else fmt
+        raw, labels = read_labelled_texts(path, fmt, data.text_column, data.label_column, split,
+                                          require_labels)
+    return raw, name_labels(labels, data.label_names, path) if require_labels else labels
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -282,15 +343,45 @@ def classification_metrics(num_classes: int) -> dict:
     }
 
 
-def make_loss(class_weights: torch.Tensor | None):
+def unfreeze(model: SequenceClassifier, unfreeze_steps: tuple[int, ...], step: int) -> None:
+    """Gradual unfreezing at optimiser step `step` (FinetuneConfig): the top 1 + k layer groups train after k
+    of the unfreeze steps have passed, all of them after the last; the others keep requires_grad False."""
+    groups = model.layer_groups()  # top (head) first
+    passed = sum(step >= s for s in unfreeze_steps)
+    trainable = len(groups) if passed == len(unfreeze_steps) else 1 + passed
+    for i, group in enumerate(groups):
+        for parameter in group:
+            parameter.requires_grad_(i < trainable)
+
+
+def make_loss(class_weights: torch.Tensor | None, unfreeze_steps: tuple[int, ...] = ()):
     def classifier_loss(model: SequenceClassifier, batch, carry) -> StepOutput:
-        inputs, lengths, targets = batch  # (B, T[, F]), (B,), (B,)
+        inputs, lengths, targets = batch[:3]  # (B, T[, F]), (B,), (B,); training batches add their step
+        if unfreeze_steps and len(batch) == 4:
+            unfreeze(model, unfreeze_steps, batch[3])
         logits = model(inputs, lengths)  # (B, K)
         weight = None if class_weights is None else class_weights.to(logits.device)
         loss = F.cross_entropy(logits, targets, weight=weight)
         return StepOutput(loss, None, len(targets), logits, targets)
 
     return classifier_loss
+
+
+class NumberedBatches:
+    """One epoch's training batches, each (inputs, lengths, targets, step): `step` is the optimiser step that
+    takes the batch, epoch * batches per epoch + j (every epoch has the same number of batches), for
+    gradual unfreezing; it comes from the position alone, so a resumed run sees the same steps."""
+
+    def __init__(self, data: LabelledSequences, batches: list[list[int]], collate, epoch: int):
+        self.data, self.batches, self.collate, self.epoch = data, batches, collate, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        first = self.epoch * len(self.batches)
+        for j, batch in enumerate(self.batches):
+            yield (*self.collate([self.data[i] for i in batch]), first + j)
 
 
 def crop_collate(truncate: str):
@@ -308,15 +399,56 @@ def balanced_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return torch.where(counts > 0, len(labels) / (num_classes * counts), 0.0).float()
 
 
+def pretrained_language_model(config: ClassifierRunConfig):
+    """(language model, its word vocabulary as a tokenizer) of model.init_from, checked against the classifier
+    config: a word-level language model whose embedding and encoder sizes are the classifier's (a one-line
+    ValueError naming the first size that differs)."""
+    from rnnkit.tasks import resolve_model_path
+    from rnnkit.tasks.language_model import load_language_model
+
+    where = f"model.init_from {config.model.init_from}"
+    try:
+        lm, vocab, _ = load_language_model(resolve_model_path(config.model.init_from))
+    except (CheckpointError, FileNotFoundError) as e:
+        raise ValueError(f"{where}: expected a language-model file or run directory written by `rnnkit "
+                         f"train` (task language_model): {e}") from None
+    if vocab.level != "word":
+        raise ValueError(f"{where}: the classifier reads word tokens, so it needs a word-level language "
+                         f"model (data.level: word), got level {vocab.level!r}")
+    ours, theirs = config.model, lm.config
+    if config.model.encoder.bidirectional:
+        raise ValueError(f"{where}: a language model reads forward only; model.encoder.bidirectional must be "
+                         "false to start from it")
+    for key in ("embedding_size", "encoder.cell", "encoder.hidden_size", "encoder.num_layers"):
+        mine, lm_value = ours, theirs
+        for part in key.split("."):
+            mine, lm_value = getattr(mine, part), getattr(lm_value, part)
+        if mine != lm_value:
+            raise ValueError(f"{where}: the language model has {key} {lm_value!r}, the classifier's "
+                             f"model.{key} is {mine!r}: set it to {lm_value!r}")
+    return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase)
+
+
 def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
     """The engine's build step: read and encode the data, fill in the model's sizes, make the Task; on resume
-    the encoding (tokenizer, labels, scaler) is read back from the run directory's encoding.json."""
+    the encoding (tokenizer, labels, scaler) is read back from the run directory's encoding.json. With
+    model.init_from (a new run) the vocabulary is the language model's and the embedding and encoder start
+    from its weights."""
+    if config.finetune.unfreeze_steps and not config.model.init_from:  # (a preset may leave it to --set)
+        raise ValueError("finetune.unfreeze_steps keeps a pretrained encoder frozen at first: it needs "
+                         "model.init_from (a language model)")
     raw, labels, valid_raw, valid_labels = training_parts(config)
+    lm = None
     if resume_dir is not None:
         stored = resume_dir / "encoding.json"
         if not stored.is_file():
             raise FileNotFoundError(f"cannot resume: {stored} not found (is {resume_dir} a classifier run?)")
         encoding = Encoding.from_json(config.data, json.loads(stored.read_text(encoding="utf-8")))
+    elif config.model.init_from:
+        lm, tokenizer = pretrained_language_model(config)
+        print(f"model.init_from {config.model.init_from}: {len(tokenizer):,} words, "
+              f"{tokenizer.coverage(raw):.1%} of the training tokens", file=sys.stderr)
+        encoding = Encoding.fit(config.data, raw, labels, tokenizer)
     else:
         encoding = Encoding.fit(config.data, raw, labels)
     train = dataset(encoding, raw, labels, f"training data {config.data.path}")
@@ -335,20 +467,29 @@ def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
     train_lengths = [len(s) for s in train.sequences]
     valid_lengths = [len(s) for s in valid.sequences]
 
-    def train_batches(rank: int, world_size: int, epoch: int) -> DataLoader:
+    def train_batches(rank: int, world_size: int, epoch: int) -> NumberedBatches:
         batches = bucket_batches(train_lengths, data.batch_size, seed, rank, world_size, epoch,
                                  data.bucket_chunk)
         collate = crop_collate(data.truncate) if data.crop_train_batches else pad_collate
-        return DataLoader(train, batch_sampler=batches, collate_fn=collate)
+        return NumberedBatches(train, batches, collate, epoch)
 
     def valid_batches(rank: int, world_size: int, epoch: int) -> DataLoader:
         batches = sorted_batches(valid_lengths, 2 * data.batch_size, rank, world_size)
         return DataLoader(valid, batch_sampler=batches, collate_fn=pad_collate)
 
+    model = SequenceClassifier(config.model)
+    if lm is not None:
+        copy_pretrained(model, lm.embedding, lm.rnn, f"model.init_from {config.model.init_from}")
+    unfreeze_steps = config.finetune.unfreeze_steps
+    groups = len(model.layer_groups())
+    if len(unfreeze_steps) >= groups:
+        raise ValueError(f"finetune.unfreeze_steps: the model has {groups} layer groups (head, "
+                         f"{config.model.encoder.num_layers} encoder layers, embedding), so at most "
+                         f"{groups - 1} steps, got {len(unfreeze_steps)}")
     task = Task(
         name=TASK,
-        model=SequenceClassifier(config.model),
-        loss=make_loss(weights),
+        model=model,
+        loss=make_loss(weights, unfreeze_steps),
         train_batches=train_batches,
         valid_batches=valid_batches,
         metrics=lambda: classification_metrics(K),
@@ -401,7 +542,7 @@ class TrainedClassifier:
 
         >>> clf = rnnkit.load("runs/imdb")                                     # doctest: +SKIP
         >>> clf.predict(["A wonderful film.", "Dull and far too long."]).labels   # doctest: +SKIP
-        ['1', '0']
+        ['pos', 'neg']
         >>> clf.evaluate("../shared/data/imdb/test.jsonl")["accuracy"]          # doctest: +SKIP
     """
 
@@ -637,14 +778,36 @@ def write_predictions(rows: list[dict], path: str | Path, classes: tuple[str, ..
         raise ValueError(f"--output must end in .csv or .jsonl, got {path.name!r}")
 
 
+def token_effects(running: np.ndarray, k: int) -> np.ndarray:
+    """How each token moved class k's running probability (`TrainedClassifier.explain`): the probability
+    after the token minus the one before it, with the uniform 1/K before the first token,
+
+        effect_t = p_t(k) - p_{t-1}(k),   p_0(k) = 1/K
+
+    so that the effects sum to p_T(k) - 1/K (positive: the token raised class k's probability).
+
+    Args:
+        running: (T, K) class probabilities after each token.
+        k: the class, 0 <= k < K.
+    Returns:
+        (T,) float64 array.
+
+    Example:
+        >>> token_effects(np.array([[0.6, 0.4], [0.9, 0.1]]), 0).round(3).tolist()
+        [0.1, 0.3]
+    """
+    running = np.asarray(running, dtype=np.float64)  # (T, K)
+    before = np.concatenate([[1.0 / running.shape[1]], running[:-1, k]])  # (T,) p before each token
+    return running[:, k] - before
+
+
 def explain_html(classifier: TrainedClassifier, text: str, path: str | Path) -> None:
     """One text's words coloured by their effect on the finally predicted class (green raised its probability,
     red lowered it), with the running probability as a tooltip; attention weights underlined by strength."""
     result = classifier.explain(text)
     running = result["probabilities"]  # (T, K)
     k = int(running[-1].argmax())
-    before = np.concatenate([[1.0 / running.shape[1]], running[:-1, k]])  # p before each token (uniform at 0)
-    effect = running[:, k] - before
+    effect = token_effects(running, k)
     scale = max(float(np.abs(effect).max()), 1e-6)
     spans = []
     for t, token in enumerate(result["tokens"]):

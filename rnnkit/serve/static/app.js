@@ -376,7 +376,7 @@
 
   // =================================================================================== 2. gradients
 
-  const G = { data: null, timer: null, hover: null };
+  const G = { data: null, model: null, timer: null, hover: null };
   const gradForm = $("#grad-form");
 
   function gradRequest() {
@@ -388,13 +388,21 @@
     };
   }
 
+  // The loaded language model's own curve joins the initialisation curves (same T, same time axis).
+  const languageModel = () => Boolean(M.info && M.info.loaded && M.info.task === "language_model");
+  const withModel = () => languageModel() && gradForm.model.checked;
+
   async function requestGradients() {
     showError("#grad-error", null);
-    try {
-      G.data = await api("/api/gradient-norms", gradRequest());
-    } catch (e) {
-      showError("#grad-error", e);
-    }
+    const request = gradRequest();
+    const init = api("/api/gradient-norms", request);
+    const trained = withModel() ? api("/api/model-gradient-norms", { T: request.T, text: gradForm.model_text.value })
+      : Promise.resolve(null);
+    const [a, b] = await Promise.allSettled([init, trained]);
+    const errors = [a, b].filter((r) => r.status === "rejected").map((r) => r.reason.message || r.reason);
+    if (a.status === "fulfilled") G.data = a.value;
+    G.model = b.status === "fulfilled" ? b.value : null;
+    showError("#grad-error", errors.length ? errors.join("; ") : null);
     renderGradients();
   }
 
@@ -406,16 +414,24 @@
   });
   gradForm.addEventListener("submit", (event) => event.preventDefault());
 
-  const COLOURS = { RNN: "#d0432f", RNN_RELU: "#e39b2d", GRU: "#2f9a52", LSTM: "#2f62d0" };
+  const COLOURS = { RNN: "#d0432f", RNN_RELU: "#e39b2d", GRU: "#2f9a52", LSTM: "#2f62d0", trained: "#8e3fb0" };
 
   function renderGradients() {
     const plot = $("#grad-plot");
     plot.replaceChildren();
     $("#grad-readout").replaceChildren();
+    $("#grad-model").hidden = !languageModel();
+    const note = $("#grad-model-note");
+    if (note) note.remove();
     const d = G.data;
     if (!d) return;
     const relative = gradForm.relative.checked;
-    const series = Object.entries(d.norms).map(([kind, norms]) => {
+    const curves = Object.entries(d.norms);
+    const trained = withModel() && G.model && G.model.T === d.T ? G.model : null;
+    if (trained) curves.push(["trained", trained.norms]);  // entries t = 0..T-2: one step back and further
+    const label = (kind) => kind === "RNN_RELU" ? "RNN (relu)" : kind === "trained" ?
+      t("g_trained", { cell: trained.cell.toUpperCase() }) : kind;
+    const series = curves.map(([kind, norms]) => {
       const last = norms[norms.length - 1];
       return [kind, norms.map((v) => (v === null ? null : relative ? v / last : v))];
     });
@@ -443,7 +459,7 @@
     series.forEach(([kind, s], k) => {
       const points = s.map((v, i) => (v !== null && v > 0 ? `${X(i).toFixed(1)},${Y(v).toFixed(1)}` : null)).filter(Boolean);
       svg.append(el("svg:polyline", { points: points.join(" "), class: "series", stroke: COLOURS[kind], "data-kind": kind }));
-      svg.append(el("svg:text", { x: Wd - m.r + 10, y: m.t + 16 + 18 * k, fill: COLOURS[kind], class: "legend", text: kind === "RNN_RELU" ? "RNN (relu)" : kind }));
+      svg.append(el("svg:text", { x: Wd - m.r + 10, y: m.t + 16 + 18 * k, fill: COLOURS[kind], class: "legend", text: label(kind) }));
     });
     const cursor = el("svg:line", { y1: m.t, y2: Ht - m.b, class: "cursor", visibility: "hidden" });
     const dots = el("svg:g");
@@ -455,8 +471,8 @@
       box.replaceChildren(el("b", { text: t("g_readout", { t: i }) + "  " }));
       for (const [kind, s] of series) {
         if (s[i] !== null && s[i] > 0) dots.append(el("svg:circle", { cx: X(i), cy: Y(s[i]), r: 4, fill: COLOURS[kind] }));
-        box.append(el("span", { class: "read", "data-kind": kind, style: { color: COLOURS[kind] },
-          text: `${kind === "RNN_RELU" ? "RNN (relu)" : kind}: ${s[i] === null ? "∞" : s[i].toExponential(3)}  ` }));
+        const value = s[i] === undefined ? "—" : s[i] === null ? "∞" : s[i].toExponential(3);
+        box.append(el("span", { class: "read", "data-kind": kind, style: { color: COLOURS[kind] }, text: `${label(kind)}: ${value}  ` }));
       }
       G.hover = i;
     };
@@ -467,13 +483,18 @@
       if (i >= 0 && i < d.T) readout(i);
     });
     plot.append(svg);
+    if (trained) {
+      plot.after(el("p", { class: "legend-line", id: "grad-model-note", text: t("g_model_note", { cell: trained.cell.toUpperCase(),
+        B: trained.starts.length, T: trained.T }) }));
+    }
     readout(G.hover !== null && G.hover < d.T ? G.hover : 0);
   }
 
   // =================================================================================== 3. a trained model
 
-  const M = { info: null, activations: null, generated: null };
-  const actForm = $("#act-form"), genForm = $("#gen-form");
+  const M = { info: null, activations: null, generated: null, classified: null };
+  const actForm = $("#act-form"), genForm = $("#gen-form"), clfForm = $("#clf-form");
+  const classifier = () => Boolean(M.info && M.info.loaded && M.info.task === "classifier");
 
   async function loadInfo() {
     try {
@@ -481,7 +502,11 @@
     } catch (e) {
       showError("#model-error", e);
     }
-    if (M.info && M.info.loaded) {
+    if (classifier()) {
+      clfForm.label.replaceChildren(el("option", { value: "", "data-i18n": "clf_predicted_option", text: t("clf_predicted_option") }),
+        ...M.info.classes.map((c) => el("option", { value: c, text: c })));
+      if (!clfForm.text.value) clfForm.text.value = "The film was a great story, and the actor was good, but the plot was awful.";
+    } else if (M.info && M.info.loaded) {
       actForm.layer.value = M.info.num_layers - 1;
       actForm.layer.max = M.info.num_layers - 1;
       actForm.unit.max = M.info.hidden_size - 1;
@@ -493,6 +518,7 @@
       }
     }
     renderModel();
+    if (G.data) requestGradients();  // the trained model's curve comes or goes with the model
   }
 
   $("#upload").addEventListener("change", async (event) => {
@@ -505,8 +531,8 @@
       const data = await response.json();
       if (!response.ok) throw new Error(data.error);
       M.info = data;
-      M.activations = M.generated = null;
-      actForm.text.value = "";
+      M.activations = M.generated = M.classified = null;
+      actForm.text.value = clfForm.text.value = "";
       await loadInfo();
     } catch (e) {
       showError("#model-error", e);
@@ -544,11 +570,32 @@
     renderModel();
   });
 
+  clfForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError("#model-error", null);
+    const request = { text: clfForm.text.value };
+    if (clfForm.label.value) request.label = clfForm.label.value;
+    try {
+      M.classified = await api("/api/classify", request);
+    } catch (e) {
+      showError("#model-error", e);
+    }
+    renderModel();
+  });
+  clfForm.label.addEventListener("change", () => { if (M.classified) clfForm.requestSubmit(); });
+
   function renderModel() {
     const info = M.info, box = $("#model-info");
     box.replaceChildren();
-    $("#model-body").hidden = !(info && info.loaded);
+    $("#model-body").hidden = !(info && info.loaded) || classifier();
+    $("#clf-body").hidden = !classifier();
     if (!info || !info.loaded) { box.textContent = t("no_model"); return; }
+    if (classifier()) {
+      box.textContent = t("model_desc_clf", { name: info.name, cell: info.cell.toUpperCase(), layers: info.num_layers,
+        H: info.hidden_size, bi: info.bidirectional ? t("bidirectional") : "", pooling: info.pooling, classes: info.classes.join(", ") });
+      renderClassified();
+      return;
+    }
     box.textContent = t("model_desc", { name: info.name, cell: info.cell.toUpperCase(), layers: info.num_layers,
       H: info.hidden_size, V: info.vocab_size, level: t("level_" + info.level), poem: info.poem ? t("poem_model") : "" });
     for (const e of $$(".poem-only")) e.hidden = !info.poem;
@@ -591,6 +638,75 @@
       }
       generated.append(text);
     }
+  }
+
+  // A classifier's running opinion: the words coloured by their effect on the chosen class, the running
+  // probability of every class as a plot (hover for the values), the attention weights underlined.
+  function renderClassified() {
+    const out = $("#classified"), c = M.classified;
+    out.replaceChildren();
+    if (!c) return;
+    const T = c.tokens.length, k = c.classes.indexOf(c.label), last = c.probabilities[T - 1];
+    out.append(el("div", { class: "model-info", id: "clf-predicted", "data-label": c.predicted,
+      text: t("clf_predicted", { label: c.predicted, p: num(Math.max(...last), 3) }) }));
+    out.append(el("div", { class: "legend-line", text: t("clf_legend", { label: c.label }) +
+      (c.attention ? "; " + t("clf_attention_legend") : "") }));
+    const scale = Math.max(...c.effects.map(Math.abs), 1e-6), top = c.attention ? Math.max(...c.attention) : 1;
+    const text = el("div", { class: "text clf-text", id: "clf-text" });
+    c.tokens.forEach((token, i) => {
+      const e = c.effects[i] / scale, style = {
+        background: e >= 0 ? `rgba(40, 160, 70, ${e.toFixed(3)})` : `rgba(215, 50, 40, ${(-e).toFixed(3)})` };
+      let title = `p(${c.label}) = ${num(c.probabilities[i][k], 4)} (${c.effects[i] >= 0 ? "+" : ""}${num(c.effects[i], 4)})`;
+      if (c.attention) {
+        style.boxShadow = `inset 0 -3px 0 rgba(40, 80, 220, ${(c.attention[i] / top).toFixed(3)})`;
+        title += `, ${t("clf_attention")} ${num(c.attention[i], 4)}`;
+      }
+      text.append(el("span", { style, title, "data-effect": c.effects[i], "data-p": c.probabilities[i][k],
+        "data-attention": c.attention ? c.attention[i] : "" }, token), " ");
+    });
+    out.append(text);
+
+    // the running probabilities, p(class) after token t, on a linear axis from 0 to 1
+    const Wd = 780, Ht = 260, m = { l: 60, r: 120, t: 30, b: 46 };
+    const X = (i) => m.l + (T === 1 ? 0 : (i / (T - 1)) * (Wd - m.l - m.r));
+    const Y = (v) => m.t + (1 - v) * (Ht - m.t - m.b);
+    const colour = (j) => ["#2f62d0", "#e39b2d", "#8e3fb0", "#1f9aa8", "#666", "#a0522d"][j % 6];  // not the words' green / red
+    const svg = el("svg:svg", { viewBox: `0 0 ${Wd} ${Ht}`, width: Wd, height: Ht, class: "grad-svg", id: "clf-svg" });
+    svg.append(el("svg:text", { x: m.l, y: 14, class: "axis-title", text: t("clf_running") }));
+    for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+      svg.append(el("svg:line", { x1: m.l, x2: Wd - m.r, y1: Y(v), y2: Y(v), class: "grid" }));
+      svg.append(el("svg:text", { x: m.l - 8, y: Y(v) + 4, "text-anchor": "end", class: "tick", text: String(v) }));
+    }
+    const xStep = Math.max(1, Math.ceil(T / 12));
+    for (let i = 0; i < T; i += xStep) {
+      svg.append(el("svg:text", { x: X(i), y: Ht - m.b + 18, "text-anchor": "middle", class: "tick", text: String(i + 1) }));
+    }
+    svg.append(el("svg:text", { x: (m.l + Wd - m.r) / 2, y: Ht - 8, "text-anchor": "middle", class: "axis-title", text: t("clf_axis_t") }));
+    svg.append(el("svg:text", { x: 16, y: (m.t + Ht - m.b) / 2, "text-anchor": "middle", class: "axis-title",
+      transform: `rotate(-90 16 ${(m.t + Ht - m.b) / 2})`, text: t("clf_axis_p") }));
+    c.classes.forEach((name, j) => {
+      const points = c.probabilities.map((p, i) => `${X(i).toFixed(1)},${Y(p[j]).toFixed(1)}`).join(" ");
+      svg.append(el("svg:polyline", { points, class: "series", stroke: colour(j), "data-class": name,
+        "stroke-width": j === k ? 3 : 1.5 }));
+      svg.append(el("svg:text", { x: Wd - m.r + 10, y: m.t + 16 + 18 * j, fill: colour(j), class: "legend", text: name }));
+    });
+    const cursor = el("svg:line", { y1: m.t, y2: Ht - m.b, class: "cursor", visibility: "hidden" }), dots = el("svg:g");
+    svg.append(cursor, dots);
+    const readout = el("div", { class: "readout", id: "clf-readout" });
+    const show = (i) => {
+      cursor.setAttribute("x1", X(i)); cursor.setAttribute("x2", X(i)); cursor.setAttribute("visibility", "visible");
+      dots.replaceChildren(...c.classes.map((_, j) => el("svg:circle", { cx: X(i), cy: Y(c.probabilities[i][j]), r: 4, fill: colour(j) })));
+      readout.replaceChildren(el("b", { text: t("clf_readout", { t: i + 1, token: c.tokens[i] }) + "  " }),
+        ...c.classes.map((name, j) => el("span", { class: "read", "data-class": name, style: { color: colour(j) },
+          text: `p(${name}) = ${num(c.probabilities[i][j], 4)}  ` })));
+    };
+    svg.addEventListener("mousemove", (event) => {
+      const box = svg.getBoundingClientRect();
+      const i = Math.round(((((event.clientX - box.left) / box.width) * Wd - m.l) / (Wd - m.l - m.r)) * (T - 1));
+      if (i >= 0 && i < T) show(i);
+    });
+    out.append(el("div", { class: "plot" }, svg), readout);
+    show(T - 1);
   }
 
   // ------------------------------------------------------------------------------------- start

@@ -47,11 +47,12 @@ window.I18N = {
     g_scale: "recurrent weight scale (× W_hh)", g_relative: "relative to the last step",
     g_axis_t: "time step t", g_axis_norm: "‖dL/dh_t‖", g_axis_rel: "‖dL/dh_t‖ / ‖dL/dh_T‖",
     g_readout: "t = {t}",
-    model_intro: "Load a language model trained with rnnkit (its model.safetensors; nothing else is read, and " +
-      "nothing is unpickled), type a text and colour it by one hidden unit's value after each character " +
+    model_intro: "Load a language model or a text classifier trained with rnnkit (its model.safetensors; " +
+      "nothing else is read, and nothing is unpickled). For a language model, type a text and colour it by " +
+      "one hidden unit's value after each character " +
       "(Karpathy et al. 2015). The units that track quotes, the position in the line or the bracket depth " +
       "are listed; click one to see it. A poem model writes a poem or an acrostic, each character with its " +
-      "probability.",
+      "probability. A text classifier shows its running class probability along a text.",
     upload: "load a model file (model.safetensors)",
     no_model: "No model loaded: start `rnnkit serve --model runs/NAME`, or load a model file here.",
     model_desc: "{name}: {cell}, {layers} layer(s) of {H} units, vocabulary of {V} {level} tokens{poem}",
@@ -78,6 +79,24 @@ window.I18N = {
     pre: "pre-activation",
     input_x: "input", previous_h: "previous hidden state", previous_c: "previous cell state",
     level_char: "character", level_word: "word", level_subword: "subword",
+    g_model: "the loaded model, trained", g_model_text: "its text (empty: one it writes itself)",
+    g_trained: "trained {cell}",
+    g_model_note: "trained {cell}: ‖dL_T/dh_t‖ of its top layer (rnnkit.models.gradient_flow), " +
+      "averaged over {B} windows of {T} tokens of its text, each predicting the token after it; it starts one " +
+      "step back, since the last state reaches the loss through the output only (relative: to that value).",
+    model_desc_clf: "{name}: a {cell} text classifier, {layers} layer(s) of {H} units{bi}, {pooling} pooling, " +
+      "classes {classes}",
+    bidirectional: ", bidirectional",
+    clf_intro: "An RNN reads left to right, and after each token it already has an opinion: the running " +
+      "class probability is the classifier run on the text up to that token (what rnnkit predict --explain " +
+      "computes). Each word is coloured by how it moved the chosen class's probability.",
+    clf_title: "A classifier's running opinion", clf_label: "colour by the class", clf_predicted_option: "the predicted one",
+    classify: "Classify",
+    clf_predicted: "predicted: {label}, probability {p}",
+    clf_legend: "green: the word raised p({label}), red: it lowered it (hover: the probability after it)",
+    clf_attention_legend: "blue underline: the attention weight of the word in the pooled vector",
+    clf_running: "class probabilities after each token", clf_axis_t: "token", clf_axis_p: "p(class)",
+    clf_readout: "after token {t} “{token}”", clf_attention: "attention",
   },
   zh: {
     title: "rnnkit 演练场",
@@ -121,9 +140,10 @@ window.I18N = {
     g_scale: "循环权重缩放（× W_hh）", g_relative: "相对于最后一步",
     g_axis_t: "时间步 t", g_axis_norm: "‖dL/dh_t‖", g_axis_rel: "‖dL/dh_t‖ / ‖dL/dh_T‖",
     g_readout: "t = {t}",
-    model_intro: "载入用 rnnkit 训练的语言模型（它的 model.safetensors；不读取其他文件，也不会反序列化 pickle），" +
+    model_intro: "载入用 rnnkit 训练的语言模型或文本分类器（它的 model.safetensors；不读取其他文件，也不会反序列化 pickle），" +
       "输入一段文字，按某个隐藏单元在读完每个字符后的值为文字着色（Karpathy 等，2015）。" +
-      "下面列出跟踪引号、行内位置或括号深度的单元；点击即可查看。诗歌模型可以写诗或藏头诗，并给出每个字的概率。",
+      "下面列出跟踪引号、行内位置或括号深度的单元；点击即可查看。诗歌模型可以写诗或藏头诗，并给出每个字的概率。" +
+      "文本分类器则显示它沿着文本逐步的类别概率。",
     upload: "载入模型文件（model.safetensors）",
     no_model: "尚未载入模型：用 `rnnkit serve --model runs/NAME` 启动，或在这里载入模型文件。",
     model_desc: "{name}：{cell}，{layers} 层，每层 {H} 个单元，词表含 {V} 个{level}级词元{poem}",
@@ -150,5 +170,21 @@ window.I18N = {
     pre: "预激活",
     input_x: "输入", previous_h: "上一步的隐藏状态", previous_c: "上一步的细胞状态",
     level_char: "字符", level_word: "词", level_subword: "子词",
+    g_model: "已载入的模型（训练后）", g_model_text: "它的文本（留空则用模型自己写的）",
+    g_trained: "训练后的 {cell}",
+    g_model_note: "训练后的 {cell}：顶层的 ‖dL_T/dh_t‖（rnnkit.models.gradient_flow），" +
+      "在其文本的 {B} 个长 {T} 个词元的窗口上取平均，每个窗口预测它后面的词元；曲线从往回一步开始，" +
+      "因为最后一步的状态只经由输出到达损失（相对模式下即相对于该值）。",
+    model_desc_clf: "{name}：{cell} 文本分类器，{layers} 层，每层 {H} 个单元{bi}，{pooling} 池化，类别 {classes}",
+    bidirectional: "，双向",
+    clf_intro: "RNN 从左往右读，每读完一个词元就已经有了看法：逐步的类别概率就是分类器在截至该词元的文本上的输出" +
+      "（与 rnnkit predict --explain 的计算相同）。每个词按它使所选类别的概率上升或下降的幅度着色。",
+    clf_title: "分类器逐步的看法", clf_label: "按哪个类别着色", clf_predicted_option: "预测的类别",
+    classify: "分类",
+    clf_predicted: "预测：{label}，概率 {p}",
+    clf_legend: "绿色：这个词提高了 p({label})，红色：降低了它（鼠标悬停可看读完该词后的概率）",
+    clf_attention_legend: "蓝色下划线：该词在池化向量中的注意力权重",
+    clf_running: "每个词元之后的类别概率", clf_axis_t: "词元", clf_axis_p: "p(类别)",
+    clf_readout: "第 {t} 个词元“{token}”之后", clf_attention: "注意力",
   },
 };
