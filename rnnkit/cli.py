@@ -58,15 +58,12 @@ def _configs(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rnnkit.train.plots import plot_loss_curves, plot_runs, run_plot_info
+    from rnnkit.train.plots import metrics_file, plot_loss_curves, plot_runs, run_plot_info
 
     runs = [Path(r) for r in args.runs]
-    for run in runs:
-        if not (run / "metrics.csv").is_file():
-            raise FileNotFoundError(f"{run} holds no metrics.csv: expected a run directory of `rnnkit train`")
     if len(runs) == 1:
         out = Path(args.out) if args.out else runs[0] / "plots" / "loss.png"
-        if plot_loss_curves(runs[0] / "metrics.csv", out, info=run_plot_info(runs[0])) is None:
+        if plot_loss_curves(metrics_file(runs[0]), out, info=run_plot_info(runs[0])) is None:
             raise ValueError(f"nothing to plot: {runs[0] / 'metrics.csv'} holds no metrics yet")
     else:
         out = plot_runs(runs, args.out or "runs.png")

@@ -21,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["plot_loss_curves", "plot_runs", "run_plot_info", "pyplot"]
+__all__ = ["metrics_file", "plot_loss_curves", "plot_runs", "run_plot_info", "pyplot"]
 
 
 def pyplot():
@@ -171,14 +171,20 @@ def _save(plt, fig, out_png: Path) -> Path:
     return out_png
 
 
+def metrics_file(run_dir: str | Path) -> Path:
+    """run_dir/metrics.csv; FileNotFoundError when `run_dir` is not a run directory of `rnnkit train`."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no metrics.csv: expected a run directory of `rnnkit train`")
+    return path
+
+
 def plot_runs(run_dirs: list[str | Path], out_png: str | Path) -> Path:
     """Several runs overlaid, one panel per metric name they share, one colour per run."""
     runs = [Path(r) for r in run_dirs]
     all_series = {}
     for run in runs:
-        if not (run / "metrics.csv").is_file():
-            raise FileNotFoundError(f"{run} holds no metrics.csv: expected a run directory of `rnnkit train`")
-        all_series[run] = _read_series(run / "metrics.csv")
+        all_series[run] = _read_series(metrics_file(run))
     names = sorted({_metric_name(k) for s in all_series.values() for k in s}, key=lambda n: (n != "loss", n))
     if not names:
         raise ValueError(f"nothing to plot: the metrics.csv files of {[str(r) for r in runs]} are empty")

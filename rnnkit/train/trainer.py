@@ -306,7 +306,7 @@ def fit(
     Raises:
         CheckpointError / FileNotFoundError: `resume` without a readable checkpoint (nothing is changed).
     """
-    ckpt_path = None
+    ckpt_path, module = None, TaskModule(task, optim)
     if resume:
         ckpt_path = run_dir / RESUME_CHECKPOINT
         if not ckpt_path.is_file():
@@ -314,7 +314,7 @@ def fit(
                 f"cannot resume: no checkpoint at {ckpt_path} (the run stopped before its "
                 "first checkpoint was written)"
             )
-        end = _checkpoint_end(ckpt_path, TaskModule(task, optim))
+        end = _checkpoint_end(ckpt_path, module)
         if already_finished(end, config):
             return _finished(run_dir, end, config)
     monitor, mode = monitored(task, config)
@@ -348,7 +348,7 @@ def fit(
             warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-            trainer.fit(TaskModule(task, optim), ckpt_path=ckpt_path)
+            trainer.fit(module, ckpt_path=ckpt_path)
         if trainer.is_global_zero and resume:
             _merge_metrics(run_dir / "metrics.csv", log_dir / "metrics.csv")
     finally:
