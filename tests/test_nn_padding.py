@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from oracle import compare
 
 from rnnkit import nn as rnn
-from rnnkit.nn.scan import valid_steps
+from rnnkit.kernels.scan import valid_steps
 
 I, H, T = 3, 4, 6
 LENGTHS = [4, 6, 1, 3]  # unsorted, one full, one of length 1

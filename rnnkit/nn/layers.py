@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cells import STEPS, CellParams
+from .cells import CellParams
 from .scan import pack_like, scan_layers, zero_padding
 from .validate import check_input, check_masks
 from .variants import MASK_KINDS, Variants, layer_norm_names, sample_masks
@@ -209,7 +209,7 @@ class _Recurrent:
         suffixes = self._suffixes()
         zoneout_p = self.variants.zoneout if self.variants.zoneout > 0 else None
         output, finals = scan_layers(
-            STEPS[self.mode], x,
+            self.mode, x,
             states=[tuple(h[k] for h in hx) for k in range(len(suffixes))],
             params=[self._cell_params(sfx, masks) for sfx in suffixes],
             recurrent_masks=[masks.get(f"recurrent_dropout{sfx}") for sfx in suffixes],

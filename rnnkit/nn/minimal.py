@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from .scan import pack_like, reverse_padded, valid_steps, zero_padding
+from ..kernels.scan import valid_steps
+from .scan import pack_like, reverse_padded, zero_padding
 from .validate import check_lengths
 
 __all__ = ["MinGRU", "MinLSTM", "freeze_padding", "g", "log_g", "parallel_scan_log"]

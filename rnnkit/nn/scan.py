@@ -1,36 +1,30 @@
-"""Run a cell step over time, then over directions and layers: the slow, pure-torch twin of the fused kernels.
+"""The layout around the kernels: directions and layers over time-major, padded input, and padding handling.
 
-Everything is time-major and padded: x (T, B, I), lengths (B,) or None. Padding never leaks into a result:
+Everything is time-major and padded: x (T, B, I), lengths (B,) or None. Each layer-direction's recurrence runs
+behind the kernel boundary (rnnkit/kernels: the C++ kernels or their slow twin, the pure-torch scan); this file
+holds what every backend shares, so no backend repeats it:
 
-- past its length a sequence's state is frozen (h_n is the state at its last valid step) and its output is 0,
-  as torch's PackedSequence path gives after `pad_packed_sequence`;
-- the backward direction runs the forward scan over each sequence reversed *within its length*
-  (`reverse_padded`), so it starts at the last real step and never reads padding.
-
-Zoneout sits here, between the cell and the scan, because it mixes the old state into the new one:
-state_t = d_t * state_{t-1} + (1 - d_t) * step(...), with d_t a mask (training) or the scalar p (eval).
+- the input projection of all steps as one GEMM (cells.input_projection), before the recurrence;
+- the backward direction runs the forward recurrence over each sequence reversed *within its length*
+  (`reverse_padded`), so it starts at the last real step and never reads padding;
+- layers stacked, directions concatenated, dropout between layers;
+- padding zeroed once at a layer's entry (`zero_padding`) and packed outputs re-packed (`pack_like`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from .. import kernels
+from ..kernels.scan import Zoneout, valid_steps
 from .cells import CellParams, input_projection
 
-__all__ = ["pack_like", "reverse_padded", "scan", "scan_layers", "valid_steps", "zero_padding"]
-
-Zoneout = Tensor | float | None     # (T, B, size) mask with 1 = keep the old value, or p in eval mode
-
-
-def valid_steps(lengths: Tensor, T: int, device=None) -> Tensor:
-    """(T, B) bool: valid[t, b] = t < lengths[b], whether step t lies inside sequence b."""
-    lengths = lengths.to(device)
-    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+__all__ = ["pack_like", "reverse_padded", "scan_layers", "zero_padding"]
 
 
 def zero_padding(x: Tensor, lengths: Tensor | None, time_dim: int = 0) -> Tensor:
@@ -67,45 +61,8 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, index)
 
 
-def scan(
-    step: Callable,
-    xp: Tensor,
-    state: tuple[Tensor, ...],
-    p: CellParams,
-    recurrent_mask: Tensor | None = None,
-    zoneout: Sequence[Zoneout] = (),
-    lengths: Tensor | None = None,
-) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """Scan `step` over xp (T, B, G) from `state`. Returns outputs (T, B, H_out) and the final state.
-
-    zoneout holds one entry per state component (h, then c): a (T, B, size) mask, a float p, or None.
-    """
-    outputs = []
-    valid = None if lengths is None else valid_steps(lengths, xp.shape[0], xp.device)   # (T, B)
-    zoneout = [d.unbind(0) if isinstance(d, Tensor) else d for d in zoneout]   # (B, size) per step
-    for t, xp_t in enumerate(xp.unbind(0)):                # unbind: one backward node, not T full-size copies
-        new = step(xp_t, state, p, recurrent_mask)
-        if zoneout:
-            new = tuple(_zoneout(d, t, old, fresh) for d, old, fresh in zip(zoneout, state, new, strict=True))
-        if valid is None:
-            state = new
-            outputs.append(new[0])
-        else:
-            keep = valid[t].unsqueeze(1)                  # (B, 1): is step t inside the sequence?
-            state = tuple(torch.where(keep, fresh, old) for fresh, old in zip(new, state, strict=True))
-            outputs.append(torch.where(keep, new[0], torch.zeros_like(new[0])))
-    return torch.stack(outputs), state                    # (T, B, H_out)
-
-
-def _zoneout(d, t: int, old: Tensor, fresh: Tensor) -> Tensor:
-    """d_t * old + (1 - d_t) * fresh, as one lerp kernel (fresh + d_t * (old - fresh))."""
-    if d is None:
-        return fresh
-    return torch.lerp(fresh, old, d if isinstance(d, float) else d[t])   # d[t]: (B, size)
-
-
 def scan_layers(
-    step: Callable,
+    mode: str,
     x: Tensor,
     states: list[tuple[Tensor, ...]],
     params: list[CellParams],
@@ -117,7 +74,8 @@ def scan_layers(
     dropout: float,
     training: bool,
 ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
-    """Stack layers and directions. Lists are indexed by k = layer * D + direction, as torch's h_n.
+    """Stack layers and directions of cell `mode` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"). Lists are indexed
+    by k = layer * D + direction, as torch's h_n.
 
     Returns the last layer's outputs (T, B, D * H_out) and the final state of every layer-direction.
     """
@@ -129,7 +87,7 @@ def scan_layers(
             flip = (lambda v: reverse_padded(v, lengths)) if direction else (lambda v: v)
             zoneout = [d if not isinstance(d, Tensor) else flip(d) for d in zoneouts[k]]
             xp = input_projection(flip(x), params[k])     # (T, B, G)
-            y, final = scan(step, xp, states[k], params[k], recurrent_masks[k], zoneout, lengths)
+            y, final = kernels.run(mode, xp, states[k], params[k], recurrent_masks[k], zoneout, lengths)
             outputs.append(flip(y))
             finals.append(final)
         x = torch.cat(outputs, dim=-1)                    # (T, B, D * H_out)

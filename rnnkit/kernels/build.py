@@ -1,0 +1,85 @@
+"""Compile rnnkit's C++ CPU kernels on first use and load them as torch custom ops (torch.ops.rnnkit.*).
+
+The sources (rnnkit/kernels/csrc/*.cpp) are built once per machine with torch.utils.cpp_extension (ninja and a
+C++ compiler, against the torch already installed, so no build step can pull another torch) into
+
+    $RNNKIT_CACHE_DIR or ~/.cache/rnnkit (XDG_CACHE_HOME honoured) / kernels / <tag>
+
+where the tag hashes the sources, the torch and Python versions and the CPU's vector extension (AVX512, AVX2
+or none: the pointwise passes use ATen's Vectorized<T>, Sleef's exp and tanh). A one-line notice goes to
+stderr while it compiles (about a minute); later processes load the cached library in milliseconds. A machine
+where the build cannot run (no compiler, no ninja, a failed build) gets one warning naming the reason, and
+every layer runs the pure-torch scan instead (kernels/scan.py): slower, never different.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["cache_dir", "load_library"]
+
+SOURCES = Path(__file__).with_name("csrc")
+NAME = "rnnkit_kernels"
+VECTOR_FLAGS = {   # torch.backends.cpu.get_cpu_capability() -> compiler flags for ATen's Vectorized<T>
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-DCPU_CAPABILITY=AVX512",
+               "-DCPU_CAPABILITY_AVX512"],
+    "AVX2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
+}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $RNNKIT_CACHE_DIR, else $XDG_CACHE_HOME/rnnkit or ~/.cache/rnnkit."""
+    if os.environ.get("RNNKIT_CACHE_DIR"):
+        return Path(os.environ["RNNKIT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnkit"
+
+
+def _flags() -> list[str]:
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return ["-O3", "-std=c++17", "-fno-math-errno", *VECTOR_FLAGS.get(capability, [])]
+
+
+def _tag(sources: list[Path], flags: list[str]) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    for part in (torch.__version__, sys.version, platform.machine(), " ".join(flags)):
+        digest.update(part.encode())
+    for source in sources:
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def load_library() -> bool:
+    """Build (first use) and load the kernels; True when torch.ops.rnnkit holds them, False with a warning."""
+    sources = sorted(SOURCES.glob("*.cpp"))
+    if not sources:
+        return False
+    try:
+        import torch.utils.cpp_extension as cpp
+
+        flags = _flags()
+        directory = cache_dir() / "kernels" / _tag(sources, flags)
+        library = directory / f"{NAME}.so"
+        if not library.exists():
+            cpp.verify_ninja_availability()
+            directory.mkdir(parents=True, exist_ok=True)
+            print(f"rnnkit: compiling the C++ kernels (once per machine, about a minute) into {directory}",
+                  file=sys.stderr, flush=True)
+        cpp.load(NAME, [str(s) for s in sources], extra_cflags=flags, build_directory=str(directory),
+                 is_python_module=False, verbose=False)
+        return True
+    except Exception as e:   # no compiler, no ninja, a failed build: the scan still gives the same numbers
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        warnings.warn(f"rnnkit: the C++ kernels could not be built ({reason}); running the pure-torch scan "
+                      "(same results, slower)", RuntimeWarning, stacklevel=2)
+        return False
