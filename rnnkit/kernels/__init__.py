@@ -32,10 +32,11 @@ Every input that needs one gets its gradient from autograd (the scan) or from th
 backward (the BPTT of rnnkit.reference, which is proven equal to autograd).
 
 Backends: "scan" (kernels/scan.py: pure torch, one cell step at a time; the slow twin, kept forever as the
-oracle and the fallback) and "cpu" (C++ custom ops, torch.ops.rnnkit.<cell>_forward / _backward, built on first
-use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise pass; the weight
-gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes "cpu" for CPU
-tensors in float32 / float64 when the kernels build, else "scan". `use("scan")` picks one for a block of code.
+oracle and the fallback) and "cpu" (C++ custom ops, torch.ops.rnnkit.<cell>_forward / _backward, built on
+first use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise pass; the
+weight gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes "cpu" for
+CPU tensors in float32 / float64 when the kernels build, else "scan". `use("scan")` picks one for a block of
+code.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The layout around the kernels: directions and layers over time-major, padded input, and padding handling.
 
 Everything is time-major and padded: x (T, B, I), lengths (B,) or None. Each layer-direction's recurrence runs
-behind the kernel boundary (rnnkit/kernels: the C++ kernels or their slow twin, the pure-torch scan); this file
-holds what every backend shares, so no backend repeats it:
+behind the kernel boundary (rnnkit/kernels: the C++ kernels or their slow twin, the pure-torch scan); this
+file holds what every backend shares, so no backend repeats it:
 
 - the input projection of all steps as one GEMM (cells.input_projection), before the recurrence;
 - the backward direction runs the forward recurrence over each sequence reversed *within its length*
