@@ -31,12 +31,12 @@ The equations are those of nn/cells.py and docs/variants.md, with hp = LN_hh((h 
 Every input that needs one gets its gradient from autograd (the scan) or from the kernel's hand-written
 backward (the BPTT of rnnkit.reference, which is proven equal to autograd).
 
-Backends: "scan" (kernels/scan.py: pure torch, one cell step at a time; the slow twin, kept forever as the
-oracle and the fallback) and "cpu" (C++ custom ops, torch.ops.rnnkit.<cell>_forward / _backward, built on
-first use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise pass; the
-weight gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes "cpu" for
-CPU tensors in float32 / float64 when the kernels build, else "scan". `use("scan")` picks one for a block of
-code.
+Backends: "scan" (kernels/scan.py: pure torch, one cell step at a time; the slow twin, kept forever as
+the oracle and the fallback) and "cpu" (C++ custom ops torch.ops.rnnkit.<cell>_forward / _backward, each
+cell built on first use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise
+pass; the weight gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes
+"cpu" for CPU tensors in float32 / float64 when the kernel builds, else "scan". `use("scan")` picks one for
+a block of code.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ def use(name: str):
 
 def fused_available(mode: str = "LSTM") -> bool:
     """Whether the C++ kernel of `mode` is built and loaded (builds it on the first call)."""
-    from .build import load_library
+    from .build import SOURCES, load_library
 
-    return mode in FUSED and load_library()
+    return mode in FUSED and (SOURCES / f"{FUSED[mode]}.cpp").exists() and load_library(FUSED[mode])
 
 
 def _fused(mode: str, xp: Tensor):

@@ -1,15 +1,17 @@
 """Compile rnnkit's C++ CPU kernels on first use and load them as torch custom ops (torch.ops.rnnkit.*).
 
-The sources (rnnkit/kernels/csrc/*.cpp) are built once per machine with torch.utils.cpp_extension (ninja and a
-C++ compiler, against the torch already installed, so no build step can pull another torch) into
+Each cell's source (rnnkit/kernels/csrc/<cell>.cpp, with the shared csrc/*.h) is one small library, built
+once per machine with torch.utils.cpp_extension (ninja and a C++ compiler, against the torch already
+installed, so no build step can pull another torch) into
 
-    $RNNKIT_CACHE_DIR or ~/.cache/rnnkit (XDG_CACHE_HOME honoured) / kernels / <tag>
+    $RNNKIT_CACHE_DIR or ~/.cache/rnnkit (XDG_CACHE_HOME honoured) / kernels / <cell>-<tag>
 
-where the tag hashes the sources, the torch and Python versions and the CPU's vector extension (AVX512, AVX2
-or none: the pointwise passes use ATen's Vectorized<T>, Sleef's exp and tanh). A one-line notice goes to
-stderr while it compiles (about a minute); later processes load the cached library in milliseconds. A machine
-where the build cannot run (no compiler, no ninja, a failed build) gets one warning naming the reason, and
-every layer runs the pure-torch scan instead (kernels/scan.py): slower, never different.
+so a process that runs only LSTMs compiles only the LSTM. The tag hashes the sources, the torch and Python
+versions and the CPU's vector extension (AVX512, AVX2 or none: the pointwise passes use ATen's Vectorized<T>,
+Sleef's exp and tanh). A one-line notice goes to stderr while it compiles (about a minute); later processes
+load the cached library in milliseconds. A machine where the build cannot run (no compiler, no ninja, a failed
+build) gets one warning naming the reason, and every layer runs the pure-torch scan instead
+(kernels/scan.py): slower, never different.
 """
 
 from __future__ import annotations
@@ -59,27 +61,28 @@ def _tag(sources: list[Path], flags: list[str]) -> str:
 
 
 @functools.cache
-def load_library() -> bool:
-    """Build (first use) and load the kernels; True when torch.ops.rnnkit holds them, False with a warning."""
-    sources = sorted(SOURCES.glob("*.cpp"))
-    if not sources:
-        return False
+def load_library(cell: str) -> bool:
+    """Build (first use) and load csrc/<cell>.cpp; True when its ops are in torch.ops.rnnkit, else False
+    with one warning."""
+    source = SOURCES / f"{cell}.cpp"
+    if not source.exists():
+        raise ValueError(f"no kernel source for cell {cell!r}: expected {source}")
     try:
         import torch.utils.cpp_extension as cpp
 
         flags = _flags()
-        directory = cache_dir() / "kernels" / _tag(sources, flags)
-        library = directory / f"{NAME}.so"
-        if not library.exists():
+        name = f"{NAME}_{cell}"
+        directory = cache_dir() / "kernels" / f"{cell}-{_tag([source, *sorted(SOURCES.glob('*.h'))], flags)}"
+        if not (directory / f"{name}.so").exists():
             cpp.verify_ninja_availability()
             directory.mkdir(parents=True, exist_ok=True)
-            print(f"rnnkit: compiling the C++ kernels (once per machine, about a minute) into {directory}",
-                  file=sys.stderr, flush=True)
-        cpp.load(NAME, [str(s) for s in sources], extra_cflags=flags, build_directory=str(directory),
-                 is_python_module=False, verbose=False)
+            print(f"rnnkit: compiling the C++ {cell} kernel (once per machine, about a minute) into "
+                  f"{directory}", file=sys.stderr, flush=True)
+        cpp.load(name, [str(source)], extra_cflags=flags, extra_include_paths=[str(SOURCES)],
+                 build_directory=str(directory), is_python_module=False, verbose=False)
         return True
     except Exception as e:   # no compiler, no ninja, a failed build: the scan still gives the same numbers
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        warnings.warn(f"rnnkit: the C++ kernels could not be built ({reason}); running the pure-torch scan "
-                      "(same results, slower)", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"rnnkit: the C++ {cell} kernel could not be built ({reason}); running the pure-torch "
+                      "scan (same results, slower)", RuntimeWarning, stacklevel=2)
         return False
