@@ -12,7 +12,6 @@ import torch
 import rnnkit
 from rnnkit.cli import main
 from rnnkit.data.synthetic_pairs import date_pairs, write_pairs
-from rnnkit.tasks import translate
 from rnnkit.tasks.translate import TrainedTranslator, plot_attention
 from rnnkit.train.checkpoint import CheckpointError, save_model
 
@@ -137,19 +136,18 @@ def test_a_model_file_of_another_task_is_a_one_line_error(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_attention_map_draws_chinese_or_warns_without_a_cjk_font(tmp_path, monkeypatch):
+def test_attention_map_draws_chinese_with_the_shipped_font_on_a_machine_without_one(tmp_path, monkeypatch):
+    from rnnkit import fonts
+
     weights = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
-    monkeypatch.setattr(translate, "find_cjk_font", lambda font=None: None)
-    with pytest.warns(UserWarning, match="no font with Chinese glyphs found"):
-        out = plot_attention(["I", "run"], ["我", "跑", "<eos>"], weights, tmp_path / "fallback.png")
-    assert out.is_file()
-    monkeypatch.undo()
-    font = translate.find_cjk_font()
-    if font is None:
-        pytest.skip("this machine has no CJK font (fc-list :lang=zh is empty)")
+    monkeypatch.setattr(fonts, "_machine_cjk_font", lambda: None)   # as on a machine with no CJK font
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font" when it draws boxes
         assert plot_attention(["I", "run"], ["我", "跑", "<eos>"], weights, tmp_path / "zh.png").is_file()
+    # a character beyond the shipped subset: named in a warning and drawn as its code point, not as a box
+    with pytest.warns(UserWarning, match="has no glyph for 龘; drawn as code points") as record:
+        assert plot_attention(["dragons"], ["龘", "<eos>"], weights[:2, :1], tmp_path / "rare.png").is_file()
+    assert not any("missing from font" in str(w.message) for w in record)
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")

@@ -74,7 +74,6 @@ __all__ = [
     "score_translations",
     "TrainedTranslator",
     "plot_attention",
-    "find_cjk_font",
     "SPEC",
 ]
 
@@ -494,66 +493,34 @@ class TrainedTranslator:
 
 # ---- attention maps --------------------------------------------------------------------------------------
 
-_CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Serif CJK SC", "Noto Sans SC", "Source Han Sans SC",
-                 "Source Han Sans CN", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Droid Sans Fallback",
-                 "AR PL UMing CN", "AR PL UKai CN", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
-                 "STHeiti", "Arial Unicode MS")
-
-
-def find_cjk_font(path: str | None = None) -> str | None:
-    """A font file that draws Chinese: `path`, else a known CJK family matplotlib knows, else one that
-    `fc-list :lang=zh` lists (e.g. the Debian package fonts-noto-cjk's); None when the machine has none."""
-    import shutil
-    import subprocess
-
-    from matplotlib import font_manager
-
-    if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such font file: {path}")
-        return str(path)
-    by_name = {f.name: f.fname for f in font_manager.fontManager.ttflist}
-    for family in _CJK_FAMILIES:
-        if family in by_name:
-            return by_name[family]
-    if shutil.which("fc-list"):
-        listed = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=20)
-        files = {line.split(":")[0].strip() for line in listed.stdout.splitlines() if line.strip()}
-        if files:  # a regular sans face first (Noto Sans CJK Regular over Bold and Serif)
-            return min(files, key=lambda f: ("Regular" not in f, "Sans" not in f, f))
-    return None
-
-
-def _needs_cjk(tokens: list[str]) -> bool:
-    return any(ord(c) > 0x2E7F for token in tokens for c in token)
-
-
-def _shown(token: str) -> str:
-    """A token drawable without a CJK font: non-Latin characters as U+XXXX."""
-    return "".join(c if ord(c) <= 0x2E7F else f"U+{ord(c):04X} " for c in token).strip()
+def _shown(token: str, missing: set[str]) -> str:
+    """A token drawable in the chosen font: the characters it lacks as U+XXXX."""
+    return "".join(f" U+{ord(c):04X} " if c in missing else c for c in token).strip()
 
 
 def plot_attention(source_tokens: list[str], target_tokens: list[str], weights: torch.Tensor,
                    out_png: str | Path, title: str = "", font: str | None = None) -> Path:
-    """Draw the (target x source) attention weights as a heat map; Chinese tokens in a CJK font (`font`, or
-    one found on the machine); without one, a warning and the tokens drawn as U+XXXX code points."""
+    """Draw the (target x source) attention weights as a heat map; Chinese tokens in a CJK font (`font`, the
+    machine's, else the one rnnkit ships: rnnkit.fonts); a character no font has is drawn as U+XXXX, with a
+    warning naming it, never as a box."""
     from matplotlib.font_manager import FontProperties
 
+    from rnnkit.fonts import find_cjk_font, missing_glyphs, needs_cjk
     from rnnkit.train.plots import pyplot
 
     plt = pyplot()
     props = None
-    if _needs_cjk(source_tokens + target_tokens + [title]):
+    if needs_cjk(source_tokens + target_tokens + [title]):
         found = find_cjk_font(font)
-        if found is None:
-            warnings.warn("no font with Chinese glyphs found (fc-list :lang=zh is empty and matplotlib knows "
-                          "none); drawing the Chinese tokens as U+XXXX code points: install one (e.g. the "
-                          "Debian package fonts-noto-cjk) or pass a font file", stacklevel=2)
-            source_tokens = [_shown(t) for t in source_tokens]
-            target_tokens = [_shown(t) for t in target_tokens]
-            title = _shown(title)
-        else:
-            props = FontProperties(fname=found)
+        props = FontProperties(fname=found)
+        missing = missing_glyphs(found, source_tokens + target_tokens + [title])
+        if missing:
+            names = " ".join(sorted(missing))
+            warnings.warn(f"the font {Path(found).name} has no glyph for {names}; drawn as code points (pass "
+                          "--font FILE with a font that has them)", stacklevel=2)
+            source_tokens = [_shown(t, missing) for t in source_tokens]
+            target_tokens = [_shown(t, missing) for t in target_tokens]
+            title = _shown(title, missing)
     S, T = len(source_tokens), len(target_tokens)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * S + 2), max(3.0, 0.4 * T + 1.5)))
     image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
@@ -632,8 +599,8 @@ def add_predict_arguments(parser) -> None:
     parser.add_argument("--attention-map", metavar="PNG", default=None,
                         help="draw the source x translation attention weights of the (one) sentence")
     parser.add_argument("--font", metavar="FILE", default=None,
-                        help="a font file with Chinese glyphs for --attention-map (default: one found on the "
-                        "machine)")
+                        help="a font file with Chinese glyphs for --attention-map (default: the machine's, "
+                        "else the subset of Noto Sans CJK SC rnnkit ships)")
     parser.add_argument("--allow-long-source", action="store_true",
                         help="translate sources longer than any in training (an error otherwise)")
 
