@@ -147,16 +147,22 @@ def _read_config_mapping(args: argparse.Namespace) -> dict:
 
 
 def _task_of_args(args: argparse.Namespace) -> str:
-    """The task a command is about: the config's `task:` (train), or the model file's (evaluate, predict)."""
+    """The task a command is about: the config's `task:` (train), or the model file's (evaluate, predict and
+    its task aliases, which take a model of their own task only)."""
     from rnnkit.tasks import DEFAULT_TASK, task_of_config
 
     if args.command == "train":
         return task_of_config(_read_config_mapping(args))
+    alias_of = _PREDICT_ALIASES.get(args.command)
     if getattr(args, "model", None):
         from rnnkit.tasks import task_of_model
 
-        return task_of_model(args.model)
-    return DEFAULT_TASK
+        task = task_of_model(args.model)
+        if alias_of is not None and task != alias_of:
+            raise ValueError(f"{args.model} holds a model for task {task!r}; `rnnkit {args.command}` takes a "
+                             f"{alias_of!r} model (for this one: rnnkit predict)")
+        return task
+    return alias_of or DEFAULT_TASK
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -260,10 +266,9 @@ def _add_train_parsers(sub, spec) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     evaluate.set_defaults(func=_evaluate, task=spec.name)
 
-    predict = sub.add_parser(
-        "predict", aliases=["generate"],
-        help=_TASK_HELP["predict"],
-        description="Run a model file written by `rnnkit train` on new input; flags of task "
+    _add_predict_parser(
+        sub, spec, "predict", ["generate"],
+        "Run a model file written by `rnnkit train` on new input; flags of task "
         f"{spec.name}. A language model continues a prompt, printing each token as it is chosen: sampling "
         "with temperature, top-k and top-p (nucleus), greedy decoding, or beam search. A model trained on "
         "Tang poems (data.dataset tang_poems, preset tang_poems) always writes a well-formed poem of 4 "
@@ -271,17 +276,30 @@ def _add_train_parsers(sub, spec) -> None:
         "plain-text model it is an error); with --acrostic, line k starts with the k-th given character "
         "(4 -> quatrain, 8 -> regulated verse).",
     )
+    for command, task in _PREDICT_ALIASES.items():
+        if task == spec.name:
+            _add_predict_parser(sub, spec, command, [], f"`rnnkit predict` for a {task} model: the same "
+                                "arguments and output; a model file of another task is an error.")
+
+
+def _add_predict_parser(sub, spec, name: str, aliases: list[str], description: str) -> None:
+    """`rnnkit predict` (or a task's alias of it, e.g. `rnnkit translate`): MODEL, then the task's flags."""
+    predict = sub.add_parser(name, aliases=aliases, help=_TASK_HELP[name], description=description)
     predict.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     spec.add_predict_arguments(predict)
     predict.set_defaults(func=_predict, task=spec.name)
 
 
-_TASK_COMMANDS = ("train", "evaluate", "predict", "generate")
+# A task's own name for `rnnkit predict` (command -> task): `rnnkit translate MODEL "sentence"`.
+_PREDICT_ALIASES = {"translate": "translate"}
+_TASK_COMMANDS = ("train", "evaluate", "predict", "generate", *_PREDICT_ALIASES)
 _TASK_HELP = {
     "train": "train a model (PyTorch Lightning) and write a run directory",
     "evaluate": "the metrics of a trained model on data (the task's own: e.g. cross-entropy, perplexity)",
     "predict": "predict with a trained model: generate text (or a Chinese classical poem) from a language "
     "model",
+    "translate": "translate sentences with a translate model (rnnkit predict for that task: --beam, "
+    "--attention-map)",
 }
 
 

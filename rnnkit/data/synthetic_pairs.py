@@ -4,9 +4,12 @@
     sort_pairs       "5 1 4 1"               -> "1 1 4 5"          word level; order, not alignment
     addition_pairs   "123+45"                -> "168"              char level; carries
     date_pairs       "3rd of March 2021"     -> "2021-03-03"       word -> char; "March 3, 2021", "3/3/2021"
+    argsort_pairs    [0.7, 0.1, 0.4]         -> "1 2 0"            one-to-many: a vector in, its argsort out
 
-Each returns a list of (source, target) strings drawn from a torch.Generator seeded with `seed`, in the form
-rnnkit.data.pairs reads (so `write_pairs` makes a tab-separated file for the CLI).
+Each returns a list of (source, target) pairs drawn from a torch.Generator seeded with `seed`: strings in the
+form rnnkit.data.pairs reads (so `write_pairs` makes a tab-separated file for the CLI), except argsort_pairs,
+whose source is the vector itself (rnnkit.models.seq2seq.VectorToSequence's input). Its target needs the
+whole vector: the first index is the smallest of all K components, and exact-sequence chance is 1 / K!.
 
     >>> reverse_pairs(2, length=4, vocab_size=5, seed=0)[0]
     ('t4 t3 t0 t3', 't3 t0 t3 t4')
@@ -14,6 +17,9 @@ rnnkit.data.pairs reads (so `write_pairs` makes a tab-separated file for the CLI
     ('44+239', '283')
     >>> date_pairs(1, seed=1)[0]
     ('9/12/1995', '1995-12-09')
+    >>> v, order = argsort_pairs(1, size=4, seed=0)[0]
+    >>> [round(x, 2) for x in v], order
+    ([0.5, 0.77, 0.09, 0.13], '2 3 0 1')
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["reverse_pairs", "sort_pairs", "addition_pairs", "date_pairs", "write_pairs"]
+__all__ = ["reverse_pairs", "sort_pairs", "addition_pairs", "date_pairs", "argsort_pairs", "write_pairs"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -85,6 +91,20 @@ def date_pairs(n: int, seed: int = 0, years: tuple[int, int] = (1950, 2049)) -> 
         name = calendar.month_name[month]
         source = [f"{_ordinal(day)} of {name} {year}", f"{name} {day}, {year}", f"{day}/{month}/{year}"]
         pairs.append((source[_randint(g, 0, 2)], f"{year:04d}-{month:02d}-{day:02d}"))
+    return pairs
+
+
+def argsort_pairs(n: int, size: int, seed: int = 0) -> list[tuple[list[float], str]]:
+    """Vectors of `size` numbers uniform in [0, 1) and the indices of their components in increasing order,
+    as words "0" .. "size-1" (ties, which float32 draws almost never make, keep the lower index first)."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    g = _generator(seed)
+    pairs = []
+    for _ in range(n):
+        v = torch.rand(size, generator=g)  # (K,)
+        order = torch.sort(v, stable=True).indices  # (K,): argsort
+        pairs.append((v.tolist(), " ".join(map(str, order.tolist()))))
     return pairs
 
 

@@ -18,6 +18,7 @@ source-length bucket.
     rnnkit train --config translate_en_zh --data ../shared/data/tatoeba_cmn_eng/cmn.txt
     rnnkit evaluate runs/translate_en_zh --data ../shared/data/tatoeba_cmn_eng/cmn.txt --beam 5
     rnnkit predict runs/translate_en_zh "I love you." --beam 5 --attention-map love.png
+    rnnkit translate runs/translate_en_zh "I love you." --beam 5      # the same: predict's alias
 
     >>> translator = TrainedTranslator.from_file("runs/translate_en_zh")        # doctest: +SKIP
     >>> translator.translate(["I love you."], beam=5)                            # doctest: +SKIP
@@ -606,7 +607,8 @@ def add_predict_arguments(parser) -> None:
 
 
 def predict_command(args) -> int:
-    """`rnnkit predict MODEL "sentence" ...`: one translation a line (--n-best: score<TAB>translation)."""
+    """`rnnkit predict MODEL "sentence" ...` (also `rnnkit translate MODEL "sentence" ...`): one translation
+    a line (--n-best: score<TAB>translation)."""
     sentences = list(args.sentences)
     if args.input is not None:
         try:
@@ -622,12 +624,13 @@ def predict_command(args) -> int:
     if not 1 <= args.n_best <= args.beam:
         raise ValueError(f"--n-best must be in [1, --beam {args.beam}], got {args.n_best}")
     translator = TrainedTranslator.from_file(args.model)
+    command = getattr(args, "command", "predict")  # or its alias `rnnkit translate`, in the notes on stderr
     sources = [translator.encode(s, args.allow_long_source) for s in sentences]
     level, vocab = translator.config.data.source_level, translator.source_vocabulary
     unknown = [t for s in sentences for t in tokenize_sentence(s, level) if t not in vocab]
     if unknown:
         shown = ", ".join(repr(t) for t in dict.fromkeys(unknown[:10]))
-        print(f"rnnkit predict: note: {len(unknown)} source tokens unknown to the model, read as <unk>: "
+        print(f"rnnkit {command}: note: {len(unknown)} source tokens unknown to the model, read as <unk>: "
               f"{shown}", file=sys.stderr)
     results = translator.translate_ids(sources, args.beam, args.length_penalty, args.n_best)
     for best in results:
@@ -642,7 +645,7 @@ def predict_command(args) -> int:
             warnings.simplefilter("always")
             out = plot_attention(source_tokens, target_tokens, weights, args.attention_map, title, args.font)
         for w in caught:
-            print(f"rnnkit predict: warning: {w.message}", file=sys.stderr)
+            print(f"rnnkit {command}: warning: {w.message}", file=sys.stderr)
         print(f"attention map: {out}", file=sys.stderr)
     return 0
 
