@@ -36,7 +36,8 @@ the oracle and the fallback) and "cpu" (C++ custom ops torch.ops.rnnkit.<cell>_f
 cell built on first use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise
 pass; the weight gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes
 "cpu" for CPU tensors in float32 / float64 when the kernel builds, else "scan". `use("scan")` picks one for
-a block of code.
+a block of code. Under torch.compile the choice is made once, when the graph is traced, and the C++ kernels
+are custom ops with fake implementations and autograd formulas, so `fullgraph=True` traces them whole.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -58,6 +60,7 @@ FUSED = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}   #
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 _chosen: list[str] = []   # the innermost `use(...)` wins
+_KERNELS: dict[str, Callable] = {}   # mode -> the loaded kernel's run
 
 
 def _check_backend(name: str) -> str:
@@ -90,21 +93,25 @@ def fused_available(mode: str = "LSTM") -> bool:
     return mode in FUSED and (SOURCES / f"{FUSED[mode]}.cpp").exists() and load_library(FUSED[mode])
 
 
-def _fused(mode: str, xp: Tensor):
-    """The C++ kernel's `run` for this call, or None for the scan."""
+@torch.compiler.assume_constant_result
+def _use_fused(mode: str, device_type: str, dtype: torch.dtype) -> bool:
+    """Whether this call runs the C++ kernel. Under torch.compile it is decided once, when the graph is
+    traced (a constant of the graph: the file checks and the build never run inside it)."""
     chosen = backend()
     if chosen == "scan":
-        return None
-    fits = xp.device.type == "cpu" and xp.dtype in FUSED_DTYPES and mode in FUSED
+        return False
+    fits = device_type == "cpu" and dtype in FUSED_DTYPES and mode in FUSED
     if chosen == "cpu" and not fits:
         raise ValueError(f"kernel backend 'cpu' runs {', '.join(FUSED)} on CPU tensors in float32 or "
-                         f"float64, got {mode} on {xp.device} in {xp.dtype}")
-    if not fits or not fused_available(mode):
-        if chosen == "cpu":
-            raise RuntimeError("kernel backend 'cpu' was asked for, but the C++ kernels could not be built "
-                               "(see the warning above)")
-        return None
-    return importlib.import_module(f".{FUSED[mode]}", __name__).run
+                         f"float64, got {mode} on {device_type} in {dtype}")
+    if fits and fused_available(mode):
+        if mode not in _KERNELS:   # imported here, outside any traced graph
+            _KERNELS[mode] = importlib.import_module(f".{FUSED[mode]}", __name__).run
+        return True
+    if chosen == "cpu":
+        raise RuntimeError("kernel backend 'cpu' was asked for, but the C++ kernels could not be built "
+                           "(see the warning above)")
+    return False
 
 
 def run(
@@ -117,7 +124,6 @@ def run(
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One layer-direction over the whole sequence (see the module doc): (y (T, B, P), final state)."""
-    fused = _fused(mode, xp)
-    if fused is None:
+    if not _use_fused(mode, xp.device.type, xp.dtype):
         return scan(STEPS[mode], xp, state, p, recurrent_mask, zoneout, lengths)
-    return fused(xp, state, p, recurrent_mask, zoneout, lengths)
+    return _KERNELS[mode](xp, state, p, recurrent_mask, zoneout, lengths)

@@ -1,0 +1,560 @@
+// The fused LSTM of one layer-direction over the whole sequence, forward and hand-written backward (BPTT).
+//
+// The C++ twin of kernels/scan.py running nn/cells.lstm_step, time-major, behind the boundary of
+// kernels/__init__.py. Per step t (the equations of docs/variants.md; gate order i, f, g, o as torch):
+//
+//     u  = (h_{t-1} * m) W_hh^T                     (B, 4H)  one GEMM; m: recurrent dropout's mask
+//     a  = xp_t + LN_hh(u) + b_hh                   (B, 4H)  LN_hh only with layer norm
+//     i, f, o = sigma(a_i, a_f, a_o); g = tanh(a_g)
+//     c~ = f c_{t-1} + i g                          (B, H)
+//     r  = o tanh(LN_c(c~))                         (B, H)   LN_c only with layer norm
+//     h~ = r W_hr^T                                 (B, P)   a GEMM with a projection, else h~ = r (P = H)
+//     h_t = d_h h_{t-1} + (1 - d_h) h~; c_t = d_c c_{t-1} + (1 - d_c) c~      zoneout, d: mask or p
+//     y_t = h_t; past a sequence's length (t >= lengths[b]) its state is frozen and y_t = 0
+//
+// Everything after the GEMM is ONE pass over each batch row (two with a projection: before and after its
+// GEMM). The backward runs the same steps in reverse: per step one fused pass, one GEMM for dL/dh_{t-1}
+// through W_hh (and one through W_hr), and every weight gradient as one GEMM over all T * B rows after
+// the loop, from the (T, B, .) buffers the forward saved. Padded rows are never computed on: their saved
+// values are zeros, their gradients exact zeros, so NaN in padding reaches no result and no gradient.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+namespace {
+
+using at::Tensor;
+using OptionalTensor = std::optional<Tensor>;
+template <typename scalar_t>
+using Vec = at::vec::Vectorized<scalar_t>;
+
+constexpr double LAYER_NORM_EPS = 1e-5;   // nn/variants.LAYER_NORM_EPS
+constexpr int64_t SMALL_ROWS = 4;         // GEMMs with at most this many rows run in our own loop
+constexpr int64_t ROW_GRAIN = 16384;      // elements per thread in the pointwise passes
+
+// ------------------------------------------------------------------------------------- vector helpers
+
+// f(j, count) over [0, n) one vector at a time; the last chunk may be partial (loadu / store take count).
+template <typename scalar_t, typename F>
+inline void for_lanes(int64_t n, const F& f) {
+  constexpr int64_t W = Vec<scalar_t>::size();
+  for (int64_t j = 0; j < n; j += W) f(j, std::min(W, n - j));
+}
+
+// sum over [0, n) of the vectors f(j, count), the lanes past count left out.
+template <typename scalar_t, typename F>
+inline scalar_t sum_lanes(int64_t n, const F& f) {
+  using V = Vec<scalar_t>;
+  V acc(0);
+  for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { acc = acc + V::set(V(0), f(j, k), k); });
+  __at_align__ scalar_t lanes[V::size()];
+  acc.store(lanes);
+  scalar_t total = 0;
+  for (int64_t l = 0; l < V::size(); ++l) total += lanes[l];
+  return total;
+}
+
+template <typename scalar_t>
+inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
+  using V = Vec<scalar_t>;
+  return V(1) / (V(1) + x.neg().exp());
+}
+
+// out (B, N) = a (B, K) @ m (K, N), all row-major. A product of a few rows costs less than a BLAS call in
+// this loop, eight vectors of out in registers while k runs; larger ones go to ATen's BLAS.
+template <typename scalar_t>
+void matmul(scalar_t* out, const scalar_t* a, const Tensor& m, int64_t B) {
+  using V = Vec<scalar_t>;
+  constexpr int64_t W = V::size(), BLOCK = 8 * W;
+  const int64_t K = m.size(0), N = m.size(1);
+  if (B > SMALL_ROWS) {
+    Tensor out_ = at::from_blob(out, {B, N}, m.options());
+    at::mm_out(out_, at::from_blob(const_cast<scalar_t*>(a), {B, K}, m.options()), m);
+    return;
+  }
+  const scalar_t* m_ = m.const_data_ptr<scalar_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const scalar_t* a_row = a + b * K;
+    scalar_t* out_row = out + b * N;
+    int64_t n0 = 0;
+    for (; n0 + BLOCK <= N; n0 += BLOCK) {
+      V acc[8] = {V(0), V(0), V(0), V(0), V(0), V(0), V(0), V(0)};
+      for (int64_t k = 0; k < K; ++k) {
+        const V x(a_row[k]);
+        const scalar_t* m_row = m_ + k * N + n0;
+        for (int q = 0; q < 8; ++q) acc[q] = at::vec::fmadd(x, V::loadu(m_row + q * W), acc[q]);
+      }
+      for (int q = 0; q < 8; ++q) acc[q].store(out_row + n0 + q * W);
+    }
+    for (; n0 < N; n0 += W) {   // the columns past the last full block, one vector at a time
+      const int64_t count = std::min(W, N - n0);
+      V acc(0);
+      for (int64_t k = 0; k < K; ++k) {
+        acc = at::vec::fmadd(V(a_row[k]), V::loadu(m_ + k * N + n0, count), acc);
+      }
+      acc.store(out_row + n0, count);
+    }
+  }
+}
+
+// body(b) for every batch row; on several threads when the rows hold enough work (width elements each).
+template <typename F>
+inline void for_rows(int64_t B, int64_t width, const F& body) {
+  const int64_t grain = std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(width, 1));
+  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) body(b);
+  });
+}
+
+// The layer-norm statistics of one row: mean and rstd = 1 / sqrt(var + eps), x-hat = (v - mean) * rstd.
+template <typename scalar_t>
+inline std::pair<scalar_t, scalar_t> moments(const scalar_t* v, int64_t n) {
+  using V = Vec<scalar_t>;
+  const scalar_t mean = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { return V::loadu(v + j, k); }) / n;
+  const scalar_t var = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
+                         const V d = V::loadu(v + j, k) - V(mean);
+                         return d * d;
+                       }) / n;
+  return {mean, scalar_t(1) / std::sqrt(var + scalar_t(LAYER_NORM_EPS))};
+}
+
+// dL/dv of v -> x-hat * gamma + beta, from dL/d(output) `d` (n,), x-hat and rstd, written into out:
+// rstd * (d gamma - mean(d gamma) - x-hat mean(d gamma x-hat)).
+template <typename scalar_t>
+inline void normalise_backward(scalar_t* out, const scalar_t* d, const scalar_t* xhat, const scalar_t* gamma,
+                               scalar_t rstd, int64_t n) {
+  using V = Vec<scalar_t>;
+  const scalar_t mean_dg = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
+                             return V::loadu(d + j, k) * V::loadu(gamma + j, k);
+                           }) / n;
+  const scalar_t mean_dgx = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
+                              return V::loadu(d + j, k) * V::loadu(gamma + j, k) * V::loadu(xhat + j, k);
+                            }) / n;
+  for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
+    const V dg = V::loadu(d + j, k) * V::loadu(gamma + j, k);
+    (V(rstd) * (dg - V(mean_dg) - V::loadu(xhat + j, k) * V(mean_dgx))).store(out + j, k);
+  });
+}
+
+template <typename scalar_t>
+inline const scalar_t* ptr(const OptionalTensor& t) {
+  return t.has_value() && t->defined() ? t->const_data_ptr<scalar_t>() : nullptr;
+}
+
+inline bool given(const OptionalTensor& t) { return t.has_value() && t->defined(); }
+
+inline Tensor contiguous(const OptionalTensor& t) { return given(t) ? t->contiguous() : Tensor(); }
+
+// The zoneout weight d of row b at step t for a (T, B, n) mask, else the scalar p (0 = off).
+template <typename scalar_t>
+struct Zoneout {
+  const scalar_t* mask;   // (T, B, n) or nullptr
+  scalar_t p;
+  int64_t B, n;
+  bool on() const { return mask != nullptr || p != 0; }
+  Vec<scalar_t> at(int64_t t, int64_t b, int64_t j, int64_t k) const {
+    return mask ? Vec<scalar_t>::loadu(mask + (t * B + b) * n + j, k) : Vec<scalar_t>(p);
+  }
+};
+
+// ------------------------------------------------------------------------------------------- forward
+
+using ForwardResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                 Tensor, Tensor, Tensor, Tensor>;
+
+void check_shapes(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                  const OptionalTensor& w_hr) {
+  TORCH_CHECK(xp.dim() == 3 && xp.size(2) % 4 == 0, "lstm_forward: xp must be (T, B, 4H), got ", xp.sizes());
+  const int64_t B = xp.size(1), H = xp.size(2) / 4, P = h0.size(-1);
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B, "lstm_forward: h0 must be (", B, ", P), got ", h0.sizes());
+  TORCH_CHECK(c0.dim() == 2 && c0.size(0) == B && c0.size(1) == H, "lstm_forward: c0 must be (", B, ", ", H,
+              "), got ", c0.sizes());
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 4 * H && w_hh.size(1) == P, "lstm_forward: W_hh must be (",
+              4 * H, ", ", P, "), got ", w_hh.sizes());
+  TORCH_CHECK(given(w_hr) ? (w_hr->size(0) == P && w_hr->size(1) == H) : P == H,
+              "lstm_forward: W_hr must be (", P, ", ", H, ")",
+              given(w_hr) ? ", got " : " when h0 is not (B, H)",
+              given(w_hr) ? w_hr->sizes() : h0.sizes());
+}
+
+template <typename scalar_t>
+ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_,
+                      const OptionalTensor& b_hh_, const OptionalTensor& ln_hh_weight_,
+                      const OptionalTensor& ln_hh_bias_, const OptionalTensor& ln_c_weight_,
+                      const OptionalTensor& ln_c_bias_, const OptionalTensor& w_hr_,
+                      const OptionalTensor& recurrent_mask_, const OptionalTensor& zoneout_h_,
+                      const OptionalTensor& zoneout_c_, double zoneout_h_p, double zoneout_c_p,
+                      const OptionalTensor& lengths_, bool save) {
+  using V = Vec<scalar_t>;
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4, P = h0.size(1);
+  const Tensor b_hh = contiguous(b_hh_), ln_hh_weight = contiguous(ln_hh_weight_);
+  const Tensor ln_hh_bias = contiguous(ln_hh_bias_), ln_c_weight = contiguous(ln_c_weight_);
+  const Tensor ln_c_bias = contiguous(ln_c_bias_), recurrent_mask = contiguous(recurrent_mask_);
+  const Tensor zoneout_h = contiguous(zoneout_h_), zoneout_c = contiguous(zoneout_c_);
+  const Tensor lengths = contiguous(lengths_);
+  const bool projected = given(w_hr_), ln_hh = ln_hh_weight.defined(), ln_c = ln_c_weight.defined();
+  const Tensor w_hh_t = w_hh_.t().contiguous();                               // (P, 4H)
+  const Tensor w_hr_t = projected ? w_hr_->t().contiguous() : Tensor();        // (H, P)
+
+  // With `save` (a backward will run) every step's values stay in (T, B, .) buffers; without, one step's
+  // (the states: two, the old and the new) are reused at every step.
+  const int64_t S = save ? T : 1;
+  auto options = xp.options();
+  auto buffer = [&](bool used, at::IntArrayRef shape) {
+    return at::empty(used ? shape : at::IntArrayRef{0}, options);
+  };
+  Tensor y = at::empty({T, B, P}, options);
+  Tensor hs = at::empty({save ? T + 1 : 2, B, P}, options);                   // h_0 ... h_T
+  Tensor cs = at::empty({save ? T + 1 : 2, B, H}, options);                   // c_0 ... c_T
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  Tensor gates = at::empty({S, B, G}, options);                               // i, f, g, o (activated)
+  Tensor tanh_c = at::empty({S, B, H}, options);                              // tanh(LN_c(c~))
+  Tensor h_in = buffer(recurrent_mask.defined(), {S, B, P});                  // h_{t-1} * m
+  Tensor r = buffer(projected, {S, B, H});                                    // o tanh(LN_c(c~))
+  Tensor xhat_hh = buffer(ln_hh, {S, B, G}), rstd_hh = buffer(ln_hh, {S, B});
+  Tensor xhat_c = buffer(ln_c, {S, B, H}), rstd_c = buffer(ln_c, {S, B});
+  Tensor u_step = at::empty({B, G}, options);                                 // u when not saved
+  Tensor h_tilde = buffer(projected, {B, P});
+
+  const scalar_t* xp_p = xp.const_data_ptr<scalar_t>();
+  const scalar_t* b_p = ptr<scalar_t>(b_hh);
+  const scalar_t* gamma_hh = ptr<scalar_t>(ln_hh_weight);
+  const scalar_t* beta_hh = ptr<scalar_t>(ln_hh_bias);
+  const scalar_t* gamma_c = ptr<scalar_t>(ln_c_weight);
+  const scalar_t* beta_c = ptr<scalar_t>(ln_c_bias);
+  const scalar_t* m_p = ptr<scalar_t>(recurrent_mask);
+  const int64_t* len = ptr<int64_t>(lengths);
+  const Zoneout<scalar_t> zh{ptr<scalar_t>(zoneout_h), scalar_t(zoneout_h_p), B, P};
+  const Zoneout<scalar_t> zc{ptr<scalar_t>(zoneout_c), scalar_t(zoneout_c_p), B, H};
+  scalar_t *y_p = y.data_ptr<scalar_t>(), *hs_p = hs.data_ptr<scalar_t>(), *cs_p = cs.data_ptr<scalar_t>();
+  scalar_t *gates_p = gates.data_ptr<scalar_t>(), *tanh_p = tanh_c.data_ptr<scalar_t>();
+  scalar_t *h_in_p = h_in.data_ptr<scalar_t>(), *r_p = r.data_ptr<scalar_t>();
+  scalar_t *xhat_hh_p = xhat_hh.data_ptr<scalar_t>(), *rstd_hh_p = rstd_hh.data_ptr<scalar_t>();
+  scalar_t *xhat_c_p = xhat_c.data_ptr<scalar_t>(), *rstd_c_p = rstd_c.data_ptr<scalar_t>();
+  scalar_t *u_step_p = u_step.data_ptr<scalar_t>(), *h_tilde_p = h_tilde.data_ptr<scalar_t>();
+
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t row0 = t * B;                                               // (t, 0) in xp and y
+    const int64_t saved0 = save ? row0 : 0;                                   // (t, 0) in the saved buffers
+    const int64_t old = save ? t : t % 2, now = save ? t + 1 : (t + 1) % 2;  // states at t - 1 and t
+    const scalar_t* h_prev = hs_p + old * B * P;                              // (B, P)
+    const scalar_t* c_prev = cs_p + old * B * H;                              // (B, H)
+    scalar_t* h_next = hs_p + now * B * P;
+    scalar_t* c_next = cs_p + now * B * H;
+    const scalar_t* h_used = h_prev;
+    if (m_p) {                                                                // recurrent dropout: h * m
+      scalar_t* h_masked = h_in_p + saved0 * P;
+      for_lanes<scalar_t>(B * P, [&](int64_t j, int64_t k) {
+        (V::loadu(h_prev + j, k) * V::loadu(m_p + j, k)).store(h_masked + j, k);
+      });
+      h_used = h_masked;
+    }
+    scalar_t* u = ln_hh ? xhat_hh_p + saved0 * G : u_step_p;                   // (B, 4H)
+    matmul<scalar_t>(u, h_used, w_hh_t, B);                                   // u = (h * m) W_hh^T
+
+    // The new state of row b from h~ (B, P) and r: zoneout, then the length mask; y_t.
+    auto finish_h = [&](int64_t b, const scalar_t* h_new) {
+      const bool valid = len == nullptr || t < len[b];
+      const scalar_t* h_old = h_prev + b * P;
+      for_lanes<scalar_t>(P, [&](int64_t j, int64_t k) {
+        V h = V::loadu(h_old + j, k);
+        if (valid) {
+          const V fresh = V::loadu(h_new + j, k);
+          h = zh.on() ? fresh + zh.at(t, b, j, k) * (h - fresh) : fresh;
+        }
+        h.store(h_next + b * P + j, k);
+        (valid ? h : V(0)).store(y_p + (row0 + b) * P + j, k);
+      });
+    };
+
+    for_rows(B, G, [&](int64_t b) {
+      const int64_t row = saved0 + b;
+      scalar_t* r_row = projected ? r_p + row * H : nullptr;
+      if (len != nullptr && t >= len[b]) {                                    // padding: frozen, zeros saved
+        std::copy_n(c_prev + b * H, H, c_next + b * H);
+        std::fill_n(gates_p + row * G, G, scalar_t(0));
+        std::fill_n(tanh_p + row * H, H, scalar_t(0));
+        if (ln_hh) std::fill_n(u + b * G, G, scalar_t(0)), rstd_hh_p[row] = 0;
+        if (ln_c) std::fill_n(xhat_c_p + row * H, H, scalar_t(0)), rstd_c_p[row] = 0;
+        if (projected) std::fill_n(r_row, H, scalar_t(0));
+        else finish_h(b, nullptr);
+        return;
+      }
+      scalar_t* u_row = u + b * G;
+      scalar_t* gate = gates_p + row * G;
+      const scalar_t* xp_row = xp_p + (row0 + b) * G;
+      scalar_t mean = 0, rstd = 0;
+      if (ln_hh) std::tie(mean, rstd) = moments(u_row, G), rstd_hh_p[row] = rstd;
+      for (int q = 0; q < 4; ++q) {                                           // a = xp + LN_hh(u) + b; gates
+        for_lanes<scalar_t>(H, [&](int64_t j0, int64_t k) {
+          const int64_t j = q * H + j0;
+          V a = V::loadu(u_row + j, k);
+          if (ln_hh) {                                                        // x-hat, kept in u's place
+            a = (a - V(mean)) * V(rstd);
+            a.store(u_row + j, k);
+            a = a * V::loadu(gamma_hh + j, k) + V::loadu(beta_hh + j, k);
+          }
+          if (b_p) a = a + V::loadu(b_p + j, k);
+          a = a + V::loadu(xp_row + j, k);
+          (q == 2 ? a.tanh() : sigmoid(a)).store(gate + j, k);
+        });
+      }
+      scalar_t* c_row = c_next + b * H;                                       // c~ = f c + i g, first
+      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
+        const V c = V::loadu(gate + H + j, k) * V::loadu(c_prev + b * H + j, k) +
+                    V::loadu(gate + j, k) * V::loadu(gate + 2 * H + j, k);
+        c.store(c_row + j, k);
+      });
+      scalar_t* xhat_c_row = ln_c ? xhat_c_p + row * H : nullptr;
+      if (ln_c) std::tie(mean, rstd) = moments(c_row, H), rstd_c_p[row] = rstd;
+      scalar_t* tanh_row = tanh_p + row * H;
+      scalar_t* out = projected ? r_row : h_next + b * P;                     // r, or h~ = r without W_hr
+      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
+        V v = V::loadu(c_row + j, k);
+        if (ln_c) {
+          v = (v - V(mean)) * V(rstd);
+          v.store(xhat_c_row + j, k);
+          v = v * V::loadu(gamma_c + j, k) + V::loadu(beta_c + j, k);
+        }
+        const V th = v.tanh();
+        th.store(tanh_row + j, k);
+        (V::loadu(gate + 3 * H + j, k) * th).store(out + j, k);
+        const V c = V::loadu(c_row + j, k);                                   // zoneout on c: lerp to c_{t-1}
+        if (zc.on()) (c + zc.at(t, b, j, k) * (V::loadu(c_prev + b * H + j, k) - c)).store(c_row + j, k);
+      });
+      if (!projected) finish_h(b, out);                                      // in place: h~ -> h_t
+    });
+    if (projected) {                                                          // h~ = r W_hr^T, then the state
+      matmul<scalar_t>(h_tilde_p, r_p + saved0 * H, w_hr_t, B);
+      for_rows(B, P, [&](int64_t b) { finish_h(b, h_tilde_p + b * P); });
+    }
+  }
+  Tensor h_n = hs[save ? T : T % 2].clone(), c_n = cs[save ? T : T % 2].clone();
+  if (!save) {
+    Tensor none = at::empty({0}, options);
+    return {y, h_n, c_n, none, none, none, none, none, none, none, none, none, none};
+  }
+  return {y, h_n, c_n, gates, cs, tanh_c, hs, h_in, r, xhat_hh, rstd_hh, xhat_c, rstd_c};
+}
+
+
+// ------------------------------------------------------------------------------------------ backward
+
+using BackwardResult =
+    std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+// The reverse of `forward`, step by step (rnnkit/reference: VariantCell.step_backward with
+// LayerNormLSTMCell.update_backward and LSTM.gates_backward). The running gradients of the state are
+// dL/dh_t = dh_gemm * m + dh_direct (+ dL/dy_t), dh_gemm = d_u W_hh from the step after, and dL/dc_t = dc.
+template <typename scalar_t>
+BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d_c_n, const Tensor& w_hh_,
+                        const OptionalTensor& ln_hh_weight_, const OptionalTensor& ln_c_weight_,
+                        const OptionalTensor& w_hr_, const OptionalTensor& recurrent_mask_,
+                        const OptionalTensor& zoneout_h_, const OptionalTensor& zoneout_c_,
+                        double zoneout_h_p, double zoneout_c_p, const OptionalTensor& lengths_,
+                        const Tensor& gates,
+                        const Tensor& cs, const Tensor& tanh_c, const Tensor& hs, const Tensor& h_in,
+                        const Tensor& r, const Tensor& xhat_hh, const Tensor& rstd_hh, const Tensor& xhat_c,
+                        const Tensor& rstd_c, bool grad_w_hh, bool grad_w_hr, bool grad_b_hh) {
+  using V = Vec<scalar_t>;
+  const Tensor d_y = d_y_.contiguous(), w_hh = w_hh_.contiguous();
+  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 4, P = hs.size(2);
+  const Tensor ln_hh_weight = contiguous(ln_hh_weight_), ln_c_weight = contiguous(ln_c_weight_);
+  const Tensor recurrent_mask = contiguous(recurrent_mask_), lengths = contiguous(lengths_);
+  const Tensor zoneout_h = contiguous(zoneout_h_), zoneout_c = contiguous(zoneout_c_);
+  const bool projected = given(w_hr_), ln_hh = ln_hh_weight.defined(), ln_c = ln_c_weight.defined();
+  const Tensor w_hr = projected ? w_hr_->contiguous() : Tensor();              // (P, H)
+
+  auto options = gates.options();
+  Tensor d_xp = at::empty({T, B, G}, options);                                // dL/da
+  Tensor d_u = ln_hh ? at::empty({T, B, G}, options) : d_xp;                  // dL/du, u = (h * m) W_hh^T
+  Tensor d_h_tilde = at::empty({projected ? T : 1, B, P}, options);           // dL/dh~ (all steps with W_hr)
+  Tensor d_r = at::empty({projected ? B : 0, H}, options);                    // dL/dr = dL/dh~ W_hr
+  Tensor d_cn = at::empty({ln_c ? T : 1, B, H}, options);                    // dL/dLN_c(c~) (T: with LN_c)
+  Tensor dh_gemm = at::zeros({B, P}, options), dh_direct = d_h_n.contiguous().clone();
+  Tensor dc = d_c_n.contiguous().clone();
+
+  const scalar_t *d_y_p = d_y.const_data_ptr<scalar_t>(), *gates_p = gates.const_data_ptr<scalar_t>();
+  const scalar_t *cs_p = cs.const_data_ptr<scalar_t>(), *tanh_p = tanh_c.const_data_ptr<scalar_t>();
+  const scalar_t *xhat_hh_p = ptr<scalar_t>(xhat_hh), *rstd_hh_p = ptr<scalar_t>(rstd_hh);
+  const scalar_t *xhat_c_p = ptr<scalar_t>(xhat_c), *rstd_c_p = ptr<scalar_t>(rstd_c);
+  const scalar_t *gamma_hh = ptr<scalar_t>(ln_hh_weight), *gamma_c = ptr<scalar_t>(ln_c_weight);
+  const scalar_t* m_p = ptr<scalar_t>(recurrent_mask);
+  const int64_t* len = ptr<int64_t>(lengths);
+  const Zoneout<scalar_t> zh{ptr<scalar_t>(zoneout_h), scalar_t(zoneout_h_p), B, P};
+  const Zoneout<scalar_t> zc{ptr<scalar_t>(zoneout_c), scalar_t(zoneout_c_p), B, H};
+  scalar_t *d_xp_p = d_xp.data_ptr<scalar_t>(), *d_u_p = d_u.data_ptr<scalar_t>();
+  scalar_t *d_ht_p = d_h_tilde.data_ptr<scalar_t>(), *d_r_p = projected ? d_r.data_ptr<scalar_t>() : nullptr;
+  scalar_t *d_cn_p = d_cn.data_ptr<scalar_t>(), *dh_gemm_p = dh_gemm.data_ptr<scalar_t>();
+  scalar_t *dh_direct_p = dh_direct.data_ptr<scalar_t>(), *dc_p = dc.data_ptr<scalar_t>();
+
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t row0 = t * B;
+    scalar_t* d_ht = d_ht_p + (projected ? row0 : 0) * P;                     // (B, P)
+
+    // dL/dh_t, then through zoneout h_t = d h_{t-1} + (1 - d) h~: dh~ = (1 - d) dh, dh_{t-1} gets d dh.
+    auto state_h = [&](int64_t b) {
+      const bool valid = len == nullptr || t < len[b];
+      const int64_t o = b * P;
+      for_lanes<scalar_t>(P, [&](int64_t j, int64_t k) {
+        V dh = V::loadu(dh_gemm_p + o + j, k);
+        if (m_p) dh = dh * V::loadu(m_p + o + j, k);
+        dh = dh + V::loadu(dh_direct_p + o + j, k);
+        if (!valid) {                                                         // frozen: all of it to h_{t-1}
+          V(0).store(d_ht + o + j, k);
+          dh.store(dh_direct_p + o + j, k);
+          return;
+        }
+        dh = dh + V::loadu(d_y_p + (row0 + b) * P + j, k);
+        const V d = zh.on() ? zh.at(t, b, j, k) : V(0);
+        (dh - d * dh).store(d_ht + o + j, k);
+        (d * dh).store(dh_direct_p + o + j, k);
+      });
+    };
+    // From dL/dr (r = o tanh(LN_c(c~))) and dL/dc_t to dL/da, dL/du and dL/dc_{t-1}.
+    auto gates_row = [&](int64_t b, const scalar_t* d_r_row) {
+      const int64_t row = row0 + b;
+      scalar_t* d_a = d_xp_p + row * G;
+      scalar_t* d_u_row = d_u_p + row * G;
+      scalar_t* d_cn_row = d_cn_p + (ln_c ? row : b) * H;
+      if (len != nullptr && t >= len[b]) {                                   // padding: no gradient
+        std::fill_n(d_a, G, scalar_t(0));
+        if (ln_hh) std::fill_n(d_u_row, G, scalar_t(0));
+        if (ln_c) std::fill_n(d_cn_row, H, scalar_t(0));
+        return;
+      }
+      const scalar_t* gate = gates_p + row * G;
+      const scalar_t* th = tanh_p + row * H;
+      const scalar_t* c_prev = cs_p + row * H;
+      scalar_t* dc_row = dc_p + b * H;
+      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {                      // through tanh(.) of h~
+        const V tanh_j = V::loadu(th + j, k);
+        const V d_cn_j = V::loadu(d_r_row + j, k) * V::loadu(gate + 3 * H + j, k) * (V(1) - tanh_j * tanh_j);
+        d_cn_j.store(d_cn_row + j, k);
+      });
+      const scalar_t* d_c_tilde = d_cn_row;                                   // dL/dc~ through h~
+      if (ln_c) {
+        scalar_t* d_c_ln = d_a;                                              // scratch: d_a's i slice
+        normalise_backward(d_c_ln, d_cn_row, xhat_c_p + row * H, gamma_c, rstd_c_p[row], H);
+        d_c_tilde = d_c_ln;
+      }
+      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
+        const V i = V::loadu(gate + j, k), f = V::loadu(gate + H + j, k);
+        const V g = V::loadu(gate + 2 * H + j, k), o = V::loadu(gate + 3 * H + j, k);
+        const V dc_t = V::loadu(dc_row + j, k);
+        const V d = zc.on() ? zc.at(t, b, j, k) : V(0);
+        const V dc_all = dc_t - d * dc_t + V::loadu(d_c_tilde + j, k);        // dL/dc~: zoneout + h~ paths
+        const V d_o = V::loadu(d_r_row + j, k) * V::loadu(th + j, k);
+        (dc_all * g * i * (V(1) - i)).store(d_a + j, k);
+        (dc_all * V::loadu(c_prev + j, k) * f * (V(1) - f)).store(d_a + H + j, k);
+        (dc_all * i * (V(1) - g * g)).store(d_a + 2 * H + j, k);
+        (d_o * o * (V(1) - o)).store(d_a + 3 * H + j, k);
+        (dc_all * f + d * dc_t).store(dc_row + j, k);                         // dL/dc_{t-1}
+      });
+      if (ln_hh) normalise_backward(d_u_row, d_a, xhat_hh_p + row * G, gamma_hh, rstd_hh_p[row], G);
+    };
+
+    if (projected) {
+      for_rows(B, P, state_h);
+      matmul<scalar_t>(d_r_p, d_ht, w_hr, B);                                 // dL/dr = dL/dh~ W_hr
+      for_rows(B, G, [&](int64_t b) { gates_row(b, d_r_p + b * H); });
+    } else {
+      for_rows(B, G, [&](int64_t b) {
+        state_h(b);
+        gates_row(b, d_ht + b * P);
+      });
+    }
+    matmul<scalar_t>(dh_gemm_p, d_u_p + row0 * G, w_hh, B);                   // d_u W_hh, into dL/dh_{t-1}
+  }
+  Tensor d_h0 = dh_direct + (m_p ? dh_gemm * recurrent_mask : dh_gemm);
+  Tensor empty = at::empty({0}, options);
+  Tensor d_w_hh = empty, d_w_hr = empty, d_b_hh = empty;
+  Tensor d_ln_hh_weight = empty, d_ln_hh_bias = empty, d_ln_c_weight = empty, d_ln_c_bias = empty;
+  if (grad_w_hh) {                                                            // one GEMM over all T * B rows
+    const Tensor h_used = m_p ? h_in : hs.narrow(0, 0, T);
+    d_w_hh = at::mm(d_u.view({T * B, G}).t(), h_used.reshape({T * B, P}));
+  }
+  if (grad_w_hr) d_w_hr = at::mm(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H}));
+  if (grad_b_hh || ln_hh) d_b_hh = d_xp.sum({0, 1});
+  if (ln_hh) {
+    d_ln_hh_weight = (d_xp * xhat_hh).sum({0, 1});
+    d_ln_hh_bias = d_b_hh.clone();                                            // hp = LN_hh(u) + b_hh
+  }
+  if (ln_c) {
+    d_ln_c_weight = (d_cn * xhat_c).sum({0, 1});
+    d_ln_c_bias = d_cn.sum({0, 1});
+  }
+  if (!grad_b_hh) d_b_hh = empty;
+  return {d_xp, d_h0, dc, d_w_hh, d_b_hh, d_ln_hh_weight, d_ln_hh_bias, d_ln_c_weight, d_ln_c_bias, d_w_hr};
+}
+
+// ------------------------------------------------------------------------------------------ the ops
+
+ForwardResult lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                           const OptionalTensor& b_hh, const OptionalTensor& ln_hh_weight,
+                           const OptionalTensor& ln_hh_bias, const OptionalTensor& ln_c_weight,
+                           const OptionalTensor& ln_c_bias, const OptionalTensor& w_hr,
+                           const OptionalTensor& recurrent_mask, const OptionalTensor& zoneout_h,
+                           const OptionalTensor& zoneout_c, double zoneout_h_p, double zoneout_c_p,
+                           const OptionalTensor& lengths, bool save) {
+  check_shapes(xp, h0, c0, w_hh, w_hr);
+  TORCH_CHECK(!given(lengths) || lengths->scalar_type() == at::kLong,
+              "lstm_forward: lengths must be int64, got ", lengths->scalar_type());
+  return AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "lstm_forward", [&] {
+    return forward<scalar_t>(xp, h0, c0, w_hh, b_hh, ln_hh_weight, ln_hh_bias, ln_c_weight, ln_c_bias, w_hr,
+                             recurrent_mask, zoneout_h, zoneout_c, zoneout_h_p, zoneout_c_p, lengths, save);
+  });
+}
+
+BackwardResult lstm_backward(const Tensor& d_y, const Tensor& d_h_n, const Tensor& d_c_n, const Tensor& w_hh,
+                             const OptionalTensor& ln_hh_weight, const OptionalTensor& ln_c_weight,
+                             const OptionalTensor& w_hr, const OptionalTensor& recurrent_mask,
+                             const OptionalTensor& zoneout_h, const OptionalTensor& zoneout_c,
+                             double zoneout_h_p, double zoneout_c_p, const OptionalTensor& lengths,
+                             const Tensor& gates, const Tensor& cs, const Tensor& tanh_c, const Tensor& hs,
+                             const Tensor& h_in, const Tensor& r, const Tensor& xhat_hh,
+                             const Tensor& rstd_hh, const Tensor& xhat_c, const Tensor& rstd_c,
+                             bool grad_w_hh, bool grad_w_hr,
+                             bool grad_b_hh) {
+  return AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
+    return backward<scalar_t>(d_y, d_h_n, d_c_n, w_hh, ln_hh_weight, ln_c_weight, w_hr, recurrent_mask,
+                              zoneout_h, zoneout_c, zoneout_h_p, zoneout_c_p, lengths, gates, cs, tanh_c, hs,
+                              h_in, r, xhat_hh, rstd_hh, xhat_c, rstd_c, grad_w_hh, grad_w_hr, grad_b_hh);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def(
+      "lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, Tensor? ln_hh_weight, "
+      "Tensor? ln_hh_bias, Tensor? ln_c_weight, Tensor? ln_c_bias, Tensor? w_hr, Tensor? recurrent_mask, "
+      "Tensor? zoneout_h, Tensor? zoneout_c, float zoneout_h_p, float zoneout_c_p, Tensor? lengths, "
+      "bool save) -> "
+      "(Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cs, Tensor tanh_c, Tensor hs, Tensor h_in, "
+      "Tensor r, Tensor xhat_hh, Tensor rstd_hh, Tensor xhat_c, Tensor rstd_c)");
+  m.def(
+      "lstm_backward(Tensor d_y, Tensor d_h_n, Tensor d_c_n, Tensor w_hh, Tensor? ln_hh_weight, "
+      "Tensor? ln_c_weight, Tensor? w_hr, Tensor? recurrent_mask, Tensor? zoneout_h, Tensor? zoneout_c, "
+      "float zoneout_h_p, float zoneout_c_p, Tensor? lengths, Tensor gates, Tensor cs, Tensor tanh_c, "
+      "Tensor hs, Tensor h_in, Tensor r, Tensor xhat_hh, Tensor rstd_hh, Tensor xhat_c, Tensor rstd_c, "
+      "bool grad_w_hh, bool grad_w_hr, bool grad_b_hh) -> (Tensor d_xp, Tensor d_h0, Tensor d_c0, "
+      "Tensor d_w_hh, Tensor d_b_hh, Tensor d_ln_hh_weight, Tensor d_ln_hh_bias, Tensor d_ln_c_weight, "
+      "Tensor d_ln_c_bias, Tensor d_w_hr)");
+}
+
+TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
+  m.impl("lstm_forward", &lstm_forward);
+  m.impl("lstm_backward", &lstm_backward);
+}
