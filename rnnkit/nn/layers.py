@@ -11,7 +11,9 @@ alone keeps the fused kernel, run on the dropped W_hh. Beyond torch.nn:
 - `step(x_t, state, masks=None, t=None) -> (y_t, state)` for streaming, equal to the full-sequence forward
   (in training mode too, given the masks of the whole sequence and the step index t);
 - `masks=` to inject the variants' random masks in training (see variants.py); `last_masks` holds those drawn;
-- errors at the boundary that name the expected and the given values (ValueError).
+- errors at the boundary that name the expected and the given values (ValueError);
+- `torch.compile(model, fullgraph=True)` with no graph break: compiled, every configuration runs the kernel
+  boundary (torch's fused forward does not trace), and lengths' values are checked when the graph runs.
 
     >>> lstm = LSTM(3, 8, num_layers=2, layer_norm=True, zoneout=0.1, batch_first=True)
     >>> out, (h_n, c_n) = lstm(torch.randn(4, 7, 3), lengths=[7, 5, 5, 2])     # out (4, 7, 8)
@@ -21,7 +23,10 @@ alone keeps the fused kernel, run on the dropped W_hh. Beyond torch.nn:
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import numbers
+import sys
 
 import torch
 from torch import Tensor, nn
@@ -101,7 +106,9 @@ class _Recurrent:
         self.last_masks = masks
         if lengths is not None:      # padding is never read, not even by the backward pass (NaN * 0 = NaN)
             input = zero_padding(input, lengths, time_dim=1 if self.batch_first else 0)
-        if self.use_scan or self.variants.needs_scan(self.training):
+        # torch.compile cannot trace torch's fused forward (pytorch#141184): compiled, every config runs the
+        # kernel boundary (the C++ custom op, or the scan, which Dynamo unrolls)
+        if self.use_scan or self.variants.needs_scan(self.training) or torch.compiler.is_compiling():
             return self._scan_forward(input, hx, lengths, masks)
         dropped = {f"weight_hh{s}": getattr(self, f"weight_hh{s}") * masks[f"weight_drop{s}"]
                    for s in self._suffixes() if f"weight_drop{s}" in masks}
@@ -247,6 +254,48 @@ class _Recurrent:
         return {kind + sfx: shapes[kind] for kind in kinds for sfx in self._suffixes()}
 
 
+# --------------------------------------------------------------------------------- torch.compile support
+
+
+def _let_dynamo_trace(builder) -> None:
+    """Lift Dynamo's refusal of torch.nn.RNN/LSTM/GRU instances (config.allow_rnn, pytorch#141184) for ours.
+
+    Dynamo graph-breaks on every instance of those classes, ours (subclasses) included, because torch's fused
+    forward does not trace; compiled, ours never call it (they run the kernel boundary). Only rnnkit's layers
+    are let through: torch.nn's own RNNs still graph-break as before (allow_rnn=True globally makes them fail
+    under aot_autograd instead). Installed on torch._dynamo's import, so importing rnnkit does not import it.
+    """
+    wrap_module = builder.VariableBuilder.wrap_module
+
+    def wrap_rnnkit_module(self, value):
+        if isinstance(value, _Recurrent) and not builder.config.allow_rnn:
+            with builder.config.patch(allow_rnn=True):
+                return wrap_module(self, value)
+        return wrap_module(self, value)
+
+    builder.VariableBuilder.wrap_module = wrap_rnnkit_module
+
+
+class _OnDynamoImport(importlib.abc.MetaPathFinder):
+    """Runs _let_dynamo_trace when torch._dynamo's variable builder is first imported (by torch.compile)."""
+
+    MODULE = "torch._dynamo.variables.builder"
+
+    def find_spec(self, name, path, target=None):
+        if name != self.MODULE:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module):
+            exec_module(module)
+            _let_dynamo_trace(module)
+
+        spec.loader.exec_module = exec_and_patch
+        return spec
+
+
 def _at_step(key: str, mask: Tensor, t: int) -> Tensor:
     """Step t of a time-indexed mask (zoneout, (T, B, .)) as a one-step mask (1, B, .); others as they are."""
     if not key.startswith("zoneout_"):
@@ -311,3 +360,9 @@ class GRU(_Recurrent, nn.GRU):
                          device=device, dtype=dtype)
         self._init_variants(layer_norm=layer_norm, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
                             weight_drop=weight_drop)
+
+
+if _OnDynamoImport.MODULE in sys.modules:
+    _let_dynamo_trace(sys.modules[_OnDynamoImport.MODULE])
+else:
+    sys.meta_path.insert(0, _OnDynamoImport())

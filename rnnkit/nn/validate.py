@@ -60,6 +60,13 @@ def check_lengths(lengths, T: int, B: int, enforce_sorted: bool = False) -> Tens
     if lengths.numel() != B:
         raise ValueError(f"lengths must have one entry per sequence: expected {B}, got {lengths.numel()}")
     lengths = lengths.to(torch.int64)
+    if torch.compiler.is_compiling():   # the values are data in a compiled graph: checked when it runs
+        valid = ((lengths >= 1) & (lengths <= T)).all()
+        if enforce_sorted:
+            valid = valid & (lengths[1:] <= lengths[:-1]).all()
+        torch._assert_async(valid, "lengths must lie in [1, T] (the padded length), sorted in decreasing "
+                            "order when enforce_sorted=True")
+        return lengths
     if lengths.min() < 1 or lengths.max() > T:
         raise ValueError(f"lengths must lie in [1, {T}] (the padded length), got {lengths.tolist()}")
     if enforce_sorted and (lengths[1:] > lengths[:-1]).any():

@@ -1,0 +1,114 @@
+"""rnnkit.export: models with rnnkit layers as ONNX's own LSTM / GRU / RNN operators, dynamic B and T.
+
+Each model is exported once from one example, then run by onnxruntime on fresh inputs of other lengths T and
+batch sizes B and compared with the eager model (float32, 1e-5).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import rnnkit.nn as rn
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+from rnnkit.export import export  # noqa: E402  (needs onnxscript)
+
+I, H = 3, 5
+SIZES = [(7, 2), (1, 6), (12, 1)]   # fresh (T, B), none of them the example's (4, 3)
+
+
+def _flat(outputs) -> list[torch.Tensor]:
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [t for o in outputs for t in _flat(o)]
+
+
+def check_export(model, make_inputs, tmp_path) -> None:
+    """Export from make_inputs(4, 3); onnxruntime equals the eager model (eval) at every (T, B) of SIZES."""
+    training = model.training
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export(model, make_inputs(4, 3), tmp_path / "model.onnx")
+    assert model.training == training, "export leaves the model as it was (it exports an eval-mode copy)"
+    model.eval()
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    for T, B in SIZES:
+        inputs = make_inputs(T, B)
+        got = session.run(None, {n: x.numpy() for n, x in zip(names, _flat(inputs), strict=True)})
+        with torch.no_grad():
+            expected = _flat(model(*inputs))
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected, strict=True):
+            torch.testing.assert_close(torch.from_numpy(g), e, rtol=1e-5, atol=1e-5, msg=f"T={T}, B={B}")
+
+
+LAYERS = [
+    (rn.LSTM, {"num_layers": 2, "bidirectional": True}),
+    (rn.LSTM, {"batch_first": True, "bias": False, "recurrent_dropout": 0.2, "weight_drop": 0.3}),
+    (rn.GRU, {"num_layers": 2, "bidirectional": True, "batch_first": True}),
+    (rn.GRU, {"bias": False}),
+    (rn.RNN, {"nonlinearity": "tanh", "bidirectional": True}),
+    (rn.RNN, {"nonlinearity": "relu", "num_layers": 2, "batch_first": True}),
+]
+
+
+@pytest.mark.parametrize("cls,config", LAYERS, ids=[f"{c.__name__}-{'-'.join(k)}" for c, k in LAYERS])
+def test_layers_match_onnxruntime_at_other_lengths_and_batch_sizes(cls, config, tmp_path):
+    torch.manual_seed(0)
+    layer = cls(I, H, **config)
+    batch_first = config.get("batch_first", False)
+    shape = lambda T, B: (B, T, I) if batch_first else (T, B, I)  # noqa: E731
+    check_export(layer, lambda T, B: (torch.randn(*shape(T, B)),), tmp_path)
+
+
+def test_initial_state_is_an_input(tmp_path):
+    torch.manual_seed(0)
+    layer = rn.LSTM(I, H, bidirectional=True)
+    check_export(layer, lambda T, B: (torch.randn(T, B, I), (torch.randn(2, B, H), torch.randn(2, B, H))),
+                 tmp_path)
+
+
+def test_a_model_around_the_layers(tmp_path):
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(11, I)
+            self.encoder = rn.GRU(I, H, bidirectional=True, batch_first=True, dropout=0.5, num_layers=2)
+            self.decoder = rn.LSTM(2 * H, H, batch_first=True)
+            self.head = torch.nn.Linear(H, 4)
+
+        def forward(self, tokens):
+            return self.head(self.decoder(self.encoder(self.embedding(tokens))[0])[0])   # (B, T, 4)
+
+    torch.manual_seed(0)
+    model = Tagger().train()
+    check_export(model, lambda T, B: (torch.randint(0, 11, (B, T)),), tmp_path)
+
+
+@pytest.mark.parametrize("layer,unsupported", [
+    (rn.LSTM(I, H, proj_size=2), "proj_size=2"),
+    (rn.GRU(I, H, layer_norm=True), "layer_norm=True"),
+    (rn.LSTM(I, H, zoneout=0.1), "zoneout=0.1"),
+])
+def test_unsupported_configs_fail_naming_them(layer, unsupported):
+    with pytest.raises(ValueError, match=f"ONNX export of .*{unsupported} is not supported"):
+        export(layer, (torch.randn(4, 3, I),))
+
+
+def test_lengths_are_not_supported():
+    class Padded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = rn.GRU(I, H)
+
+        def forward(self, x, lengths):
+            return self.rnn(x, lengths=lengths)[0]
+
+    with pytest.raises(Exception, match="needs a batched 3-D tensor input without lengths, got lengths="):
+        export(Padded(), (torch.randn(4, 3, I), torch.tensor([4, 2, 1])))
