@@ -26,120 +26,13 @@
 // T * B rows after the loop. Padded rows are never computed on: their saved values and gradients are zeros,
 // so NaN in padding reaches no result and no gradient.
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
-
-#include <algorithm>
-#include <cmath>
-#include <optional>
-#include <tuple>
-#include <utility>
+#include "common.h"
 
 namespace {
-
-using at::Tensor;
-using OptionalTensor = std::optional<Tensor>;
-template <typename scalar_t>
-using Vec = at::vec::Vectorized<scalar_t>;
-
-constexpr double LAYER_NORM_EPS = 1e-5;   // nn/variants.LAYER_NORM_EPS
-constexpr int64_t SMALL_ROWS = 8;         // GEMMs with at most this many rows run in our own loop (faster)
-constexpr int64_t ROW_GRAIN = 16384;      // elements per thread in the pointwise passes
-
-// ------------------------------------------------------------------------------------------ helpers
-
-// f(j, count) over [0, n) one vector at a time; the last chunk may be partial (loadu / store take count).
-template <typename scalar_t, typename F>
-inline void for_lanes(int64_t n, const F& f) {
-  constexpr int64_t W = Vec<scalar_t>::size();
-  for (int64_t j = 0; j < n; j += W) f(j, std::min(W, n - j));
-}
-
-// sum over [0, n) of the vectors f(j, count), the lanes past count left out.
-template <typename scalar_t, typename F>
-inline scalar_t sum_lanes(int64_t n, const F& f) {
-  using V = Vec<scalar_t>;
-  V acc(0);
-  for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { acc = acc + V::set(V(0), f(j, k), k); });
-  return at::vec::vec_reduce_all<scalar_t>([](V& a, V& b) { return a + b; }, acc);
-}
 
 template <typename scalar_t>
 inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
   return (Vec<scalar_t>(1) + x.neg().exp()).reciprocal();
-}
-
-// out (B, N) = in (B, K) M, M (K, N) contiguous: one GEMM. Up to SMALL_ROWS rows our own loop instead (an
-// ATen call costs ~1 us and MKL is slow on a few rows): N in blocks of 4 vectors held in registers over K.
-template <typename scalar_t>
-void matmul(const scalar_t* in, const Tensor& M, scalar_t* out, int64_t B) {
-  using V = Vec<scalar_t>;
-  const int64_t K = M.size(0), N = M.size(1);
-  if (B > SMALL_ROWS) {
-    auto out_ = at::from_blob(out, {B, N}, M.options());
-    at::mm_out(out_, at::from_blob(const_cast<scalar_t*>(in), {B, K}, M.options()), M);
-    return;
-  }
-  constexpr int64_t W = V::size(), BLOCK = 4 * W;
-  const scalar_t* m = M.const_data_ptr<scalar_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t n0 = 0; n0 < N; n0 += BLOCK) {
-      int64_t count[4];
-      for (int64_t i = 0; i < 4; ++i) count[i] = std::clamp<int64_t>(N - n0 - i * W, 0, W);
-      V acc[4] = {V(0), V(0), V(0), V(0)};
-      for (int64_t k = 0; k < K; ++k) {
-        const V a(in[b * K + k]);
-        const scalar_t* row = m + k * N + n0;
-        for (int64_t i = 0; i < 4; ++i) acc[i] = at::vec::fmadd(a, V::loadu(row + i * W, count[i]), acc[i]);
-      }
-      for (int64_t i = 0; i < 4; ++i) acc[i].store(out + b * N + n0 + i * W, count[i]);
-    }
-  }
-}
-
-// f(b) for every batch row, across threads when the pass is large enough to pay for them.
-template <typename F>
-inline void for_rows(int64_t B, int64_t width, const F& f) {
-  at::parallel_for(0, B, std::max<int64_t>(1, ROW_GRAIN / width), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) f(b);
-  });
-}
-
-// (mean, 1 / sigma) of the G values of u, biased variance, as torch's layer_norm.
-template <typename scalar_t>
-inline std::pair<scalar_t, scalar_t> layer_norm_stats(const scalar_t* u, int64_t G) {
-  using V = Vec<scalar_t>;
-  const scalar_t mean = sum_lanes<scalar_t>(G, [&](int64_t j, int64_t k) { return V::loadu(u + j, k); }) / G;
-  const scalar_t var = sum_lanes<scalar_t>(G, [&](int64_t j, int64_t k) {
-    const V centred = V::loadu(u + j, k) - V(mean);
-    return centred * centred;
-  }) / G;
-  return {mean, scalar_t(1) / std::sqrt(var + scalar_t(LAYER_NORM_EPS))};
-}
-
-const Tensor& checked(const Tensor& t, at::IntArrayRef shape, const char* name, const Tensor& like) {
-  TORCH_CHECK(t.sizes() == shape, name, ": expected shape ", shape, ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type() && t.device() == like.device(), name,
-              ": expected ", like.scalar_type(), " on ", like.device(), ", got ", t.scalar_type(), " on ",
-              t.device());
-  return t;
-}
-
-Tensor optional(const OptionalTensor& t, at::IntArrayRef shape, const char* name, const Tensor& like) {
-  return t.has_value() && t->defined() ? checked(*t, shape, name, like).contiguous() : Tensor();
-}
-
-template <typename scalar_t>
-const scalar_t* pointer(const Tensor& t) {
-  return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr;
-}
-
-template <typename scalar_t>
-scalar_t* mutable_pointer(const Tensor& t) {
-  return t.defined() ? t.mutable_data_ptr<scalar_t>() : nullptr;
 }
 
 // ------------------------------------------------------------------------------------------ the GRU
