@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 from .build import load_library
-from .scan import Zoneout
+from .scan import Zoneout, split_zoneout
 
 __all__ = ["run"]
 
@@ -36,14 +36,6 @@ if not load_library("gru"):
     raise ImportError("rnnkit: the C++ GRU kernel could not be built (see the warning above)")
 _forward = torch.ops.rnnkit.gru_forward
 _backward = torch.ops.rnnkit.gru_backward
-
-
-def split_zoneout(zoneout: tuple[Zoneout, ...] | list[Zoneout]) -> tuple[Tensor | None, float]:
-    """The h entry of `zoneout` as the ops take it: (mask or None, p); p = 0 is off."""
-    d = zoneout[0] if len(zoneout) else None
-    if isinstance(d, Tensor):
-        return d, 0.0
-    return None, 0.0 if d is None else float(d)
 
 
 def run(
@@ -55,7 +47,7 @@ def run(
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor]]:
     """One GRU layer-direction over the whole sequence (see the module doc): y (T, B, H), (h_n,)."""
-    zoneout_mask, zoneout_p = split_zoneout(zoneout)
+    zoneout_mask, zoneout_p = split_zoneout(zoneout[0] if len(zoneout) else None)
     lengths = None if lengths is None else lengths.to(device=xp.device, dtype=torch.int64)
     y, h_n, *_ = _forward(xp, state[0], p.W_hh, p.b_hh, *(p.ln_hh or (None, None)), recurrent_mask,
                           zoneout_mask, zoneout_p, lengths)

@@ -31,20 +31,13 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 from .build import load_library
-from .scan import Zoneout
+from .scan import Zoneout, split_zoneout
 
 __all__ = ["run"]
 
 load_library("lstm")
 _forward = torch.ops.rnnkit.lstm_forward
 _backward = torch.ops.rnnkit.lstm_backward
-
-
-def _split_zoneout(d: Zoneout) -> tuple[Tensor | None, float]:
-    """A zoneout entry as the ops take it: (mask or None, p); p = 0 is off."""
-    if isinstance(d, Tensor):
-        return d, 0.0
-    return None, 0.0 if d is None else float(d)
 
 
 def run(
@@ -57,7 +50,7 @@ def run(
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """One LSTM layer-direction over the whole sequence (see the module doc): y (T, B, P), (h_n, c_n)."""
     h0, c0 = state
-    (zoneout_h, p_h), (zoneout_c, p_c) = (_split_zoneout(d) for d in (*zoneout, None, None)[:2])
+    (zoneout_h, p_h), (zoneout_c, p_c) = (split_zoneout(d) for d in (*zoneout, None, None)[:2])
     ln_hh, ln_c = p.ln_hh or (None, None), p.ln_c or (None, None)
     lengths = None if lengths is None else lengths.to(device=xp.device, dtype=torch.int64)
     weights = (p.W_hh, p.b_hh, *ln_hh, *ln_c, p.W_hr)

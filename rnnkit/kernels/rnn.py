@@ -27,8 +27,7 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 from .build import load_library
-from .gru import split_zoneout
-from .scan import Zoneout
+from .scan import Zoneout, split_zoneout
 
 __all__ = ["run"]
 
@@ -47,7 +46,7 @@ def run(
     lengths: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor]]:
     """One RNN layer-direction over the whole sequence (see the module doc): y (T, B, H), (h_n,)."""
-    zoneout_mask, zoneout_p = split_zoneout(zoneout)
+    zoneout_mask, zoneout_p = split_zoneout(zoneout[0] if len(zoneout) else None)
     lengths = None if lengths is None else lengths.to(device=xp.device, dtype=torch.int64)
     y, h_n, *_ = _forward(xp, state[0], p.W_hh, p.b_hh, *(p.ln_hh or (None, None)), recurrent_mask,
                           zoneout_mask, zoneout_p, lengths, p.relu)

@@ -20,9 +20,16 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 
-__all__ = ["Zoneout", "scan", "valid_steps"]
+__all__ = ["Zoneout", "scan", "split_zoneout", "valid_steps"]
 
 Zoneout = Tensor | float | None     # (T, B, size) mask with 1 = keep the old value, or p in eval mode
+
+
+def split_zoneout(d: Zoneout) -> tuple[Tensor | None, float]:
+    """A zoneout entry as the C++ kernels take it: (mask or None, p); p = 0 is off."""
+    if isinstance(d, Tensor):
+        return d, 0.0
+    return None, 0.0 if d is None else float(d)
 
 
 def valid_steps(lengths: Tensor, T: int, device=None) -> Tensor:

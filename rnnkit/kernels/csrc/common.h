@@ -1,6 +1,6 @@
 // Helpers shared by the GRU and RNN kernels (csrc/gru.cpp, csrc/rnn.cpp): vector lanes, the small-batch
-// GEMM, rows across threads, layer-norm statistics and the input checks. Each cell is still its own small
-// library (kernels/build.py); this header is compiled into each, inside its anonymous namespace.
+// GEMM, rows across threads, layer-norm statistics and the input checks (`check_inputs`). Each cell is still
+// its own small library (kernels/build.py); this header is compiled into each, inside its anonymous namespace.
 
 #pragma once
 
@@ -113,6 +113,37 @@ const scalar_t* pointer(const Tensor& t) {
 template <typename scalar_t>
 scalar_t* mutable_pointer(const Tensor& t) {
   return t.defined() ? t.mutable_data_ptr<scalar_t>() : nullptr;
+}
+
+// The inputs of one call, checked and contiguous; undefined where absent.
+struct Inputs {
+  int64_t T, B, H, G;
+  Tensor W, bias, gamma, beta, mask, zoneout, lengths;
+  double zoneout_p;
+};
+
+// T steps of a cell with `gates` gates (G = gates * H) from h (B, H) (h0 or dh_n, the dtype and device every
+// other input must have).
+Inputs check_inputs(int64_t gates, int64_t T, const Tensor& h, const Tensor& W_hh,
+                    const OptionalTensor& b_hh,
+                    const OptionalTensor& ln_gamma, const OptionalTensor& ln_beta,
+                    const OptionalTensor& recurrent_mask, const OptionalTensor& zoneout_mask,
+                    double zoneout_p, const OptionalTensor& lengths) {
+  TORCH_CHECK(h.dim() == 2, "h0: expected (B, H), got ", h.sizes());
+  const int64_t B = h.size(0), H = h.size(1), G = gates * H;
+  Inputs in{T, B, H, G, checked(W_hh, {G, H}, "W_hh", h).contiguous(),
+            optional(b_hh, {G}, "b_hh", h), optional(ln_gamma, {G}, "ln_gamma", h),
+            optional(ln_beta, {G}, "ln_beta", h), optional(recurrent_mask, {B, H}, "recurrent_mask", h),
+            optional(zoneout_mask, {T, B, H}, "zoneout_mask", h), Tensor(), zoneout_p};
+  TORCH_CHECK(in.gamma.defined() == in.beta.defined(), "ln_gamma and ln_beta: give both or neither");
+  if (lengths.has_value() && lengths->defined()) {
+    TORCH_CHECK(lengths->sizes() == at::IntArrayRef({B}) && lengths->scalar_type() == at::kLong &&
+                    lengths->device().is_cpu(),
+                "lengths: expected (", B, ",) int64 on cpu, got ", lengths->sizes(), " ",
+                lengths->scalar_type(), " on ", lengths->device());
+    in.lengths = lengths->contiguous();
+  }
+  return in;
 }
 
 }  // namespace

@@ -29,36 +29,9 @@
 
 namespace {
 
+constexpr int64_t GATES = 1;   // G = GATES * H
+
 // ------------------------------------------------------------------------------------------ the Elman RNN
-
-// The inputs of one call, checked and contiguous; undefined where absent.
-struct Inputs {
-  int64_t T, B, H, G;
-  Tensor W, bias, gamma, beta, mask, zoneout, lengths;
-  double zoneout_p;
-};
-
-// T steps from h (B, H) (h0 or dh_n, the dtype and device every other input must have).
-Inputs check_inputs(int64_t T, const Tensor& h, const Tensor& W_hh, const OptionalTensor& b_hh,
-                    const OptionalTensor& ln_gamma, const OptionalTensor& ln_beta,
-                    const OptionalTensor& recurrent_mask, const OptionalTensor& zoneout_mask, double zoneout_p,
-                    const OptionalTensor& lengths) {
-  TORCH_CHECK(h.dim() == 2, "h0: expected (B, H), got ", h.sizes());
-  const int64_t B = h.size(0), H = h.size(1), G = H;
-  Inputs in{T, B, H, G, checked(W_hh, {G, H}, "W_hh", h).contiguous(),
-            optional(b_hh, {G}, "b_hh", h), optional(ln_gamma, {G}, "ln_gamma", h),
-            optional(ln_beta, {G}, "ln_beta", h), optional(recurrent_mask, {B, H}, "recurrent_mask", h),
-            optional(zoneout_mask, {T, B, H}, "zoneout_mask", h), Tensor(), zoneout_p};
-  TORCH_CHECK(in.gamma.defined() == in.beta.defined(), "ln_gamma and ln_beta: give both or neither");
-  if (lengths.has_value() && lengths->defined()) {
-    TORCH_CHECK(lengths->sizes() == at::IntArrayRef({B}) && lengths->scalar_type() == at::kLong &&
-                    lengths->device().is_cpu(),
-                "lengths: expected (", B, ",) int64 on cpu, got ", lengths->sizes(), " ",
-                lengths->scalar_type(), " on ", lengths->device());
-    in.lengths = lengths->contiguous();
-  }
-  return in;
-}
 
 // Raw pointers to the inputs of one call, and the pieces of the equations every pass shares.
 template <typename scalar_t>
@@ -135,8 +108,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_forward(
     const OptionalTensor& ln_gamma, const OptionalTensor& ln_beta, const OptionalTensor& recurrent_mask,
     const OptionalTensor& zoneout_mask, double zoneout_p, const OptionalTensor& lengths, bool relu) {
   TORCH_CHECK(xp_.dim() == 3, "xp: expected (T, B, H), got ", xp_.sizes());
-  const Inputs in = check_inputs(xp_.size(0), h0, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask, zoneout_mask,
-                                 zoneout_p, lengths);
+  const Inputs in = check_inputs(GATES, xp_.size(0), h0, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask,
+                                 zoneout_mask, zoneout_p, lengths);
   const int64_t T = in.T, B = in.B, H = in.H;
   const Tensor xp = checked(xp_, {T, B, H}, "xp", h0).contiguous();
   Tensor y = xp.new_empty({T, B, H}), hs = xp.new_empty({T + 1, B, H}), u = xp.new_empty({T, B, H});
@@ -221,8 +194,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const OptionalTensor& zoneout_mask, double zoneout_p, const OptionalTensor& lengths, bool relu,
     const Tensor& hs, const Tensor& u, const Tensor& h_tilde, const Tensor& stats) {
   TORCH_CHECK(dy_.dim() == 3, "dy: expected (T, B, H), got ", dy_.sizes());
-  const Inputs in = check_inputs(dy_.size(0), dh_n, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask, zoneout_mask,
-                                 zoneout_p, lengths);
+  const Inputs in = check_inputs(GATES, dy_.size(0), dh_n, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask,
+                                 zoneout_mask, zoneout_p, lengths);
   const int64_t T = in.T, B = in.B, H = in.H;
   const Tensor dy = checked(dy_, {T, B, H}, "dy", dh_n).contiguous();
   checked(hs, {T + 1, B, H}, "hs", dy);
