@@ -1,5 +1,6 @@
-"""ULMFiT-style transfer: a classifier started from a word-level language model (model.init_from), gradual
-unfreezing (finetune.unfreeze_steps), and the errors of a language model that does not fit."""
+"""ULMFiT-style transfer: a classifier started from a word-level language model (model.init_from), a
+bidirectional one from a forward and a backward model (model.init_from_backward), gradual unfreezing
+(finetune.unfreeze_steps), and the errors of a language model that does not fit."""
 
 import dataclasses
 import json
@@ -34,19 +35,21 @@ def reviews(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def lm_config(path, hidden_size=8, num_layers=2):
+def lm_config(path, hidden_size=8, num_layers=2, embedding_size=8, max_vocab=30000):
     path.write_text("\n".join([
-        "task: language_model", "model:", "  embedding_size: 8", "  encoder:", "    cell: lstm",
+        "task: language_model", "model:", f"  embedding_size: {embedding_size}", "  encoder:", "    cell: lstm",
         f"    hidden_size: {hidden_size}", f"    num_layers: {num_layers}",
-        "data:", "  level: word", "  batch_size: 4", "  bptt: 8",
+        "data:", "  level: word", "  batch_size: 4", "  bptt: 8", f"  max_vocab: {max_vocab}",
         "optim:", "  lr: 0.01", "trainer:", "  max_steps: 5", "  accelerator: cpu", "  progress_bar: false",
         "  model_summary: false"]) + "\n")
     return path
 
 
-def classifier_config(path, init_from, hidden_size=8, unfreeze_steps=(), bidirectional="false", **extra):
-    lines = ["task: classifier", "model:", "  embedding_size: 8", "  pooling: mean", "  dropout: 0.0",
-             f"  init_from: '{init_from}'", "  encoder:", "    cell: lstm", f"    hidden_size: {hidden_size}",
+def classifier_config(path, init_from, hidden_size=8, unfreeze_steps=(), bidirectional="false",
+                      embedding_size=8, init_from_backward="", **extra):
+    lines = ["task: classifier", "model:", f"  embedding_size: {embedding_size}", "  pooling: mean",
+             "  dropout: 0.0", f"  init_from: '{init_from}'", f"  init_from_backward: '{init_from_backward}'",
+             "  encoder:", "    cell: lstm", f"    hidden_size: {hidden_size}",
              "    num_layers: 2", f"    bidirectional: {bidirectional}",
              "data:", "  batch_size: 8", "  valid_fraction: 0.2", *[f"  {k}: {v}" for k, v in extra.items()],
              "finetune:", f"  unfreeze_steps: {list(unfreeze_steps)}",
@@ -163,3 +166,60 @@ def test_unfreeze_steps_need_a_pretrained_model(pretrained):
         build(config, None)
     with pytest.raises(ValueError, match="must be increasing integers >= 1"):
         FinetuneConfig(unfreeze_steps=(3, 3))
+
+
+@pytest.fixture(scope="module")
+def backward(pretrained):
+    """A backward language model (2 x 8, embedding 6) on the same reviews with their words reversed, with a
+    smaller vocabulary than the forward model's, so that some of the forward words are missing from it."""
+    rows = [json.loads(line) for line in (pretrained / "train.jsonl").read_text().splitlines()]
+    (pretrained / "lm_reversed.txt").write_text(language_model_text([r["text"] for r in rows], reverse=True))
+    config = lm_config(pretrained / "lm_b.yaml", embedding_size=6, max_vocab=10)
+    code = main(["train", "--config", str(config), "--data", str(pretrained / "lm_reversed.txt"),
+                 "--output-dir", str(pretrained / "runs"), "--run-name", "lm_b"])
+    assert code == 0
+    return pretrained / "runs" / "lm_b"
+
+
+def bidirectional_config(tmp, backward_path, **change):
+    settings = {"bidirectional": "true", "embedding_size": 14, "init_from_backward": backward_path, **change}
+    path = classifier_config(tmp / "bi.yaml", tmp / "runs" / "lm", **settings)
+    config = load_yaml(ClassifierRunConfig, path)
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(tmp / "train.jsonl")))
+
+
+def test_a_bidirectional_classifier_starts_as_the_forward_and_the_backward_language_model(pretrained, backward):
+    """At step 0 the classifier's forward outputs are the forward model's states on the text and its reverse
+    outputs the backward model's states on the reversed text, for every sequence of a padded batch."""
+    model = build(bidirectional_config(pretrained, backward), None).task.model.eval()
+    lm_f, vocab_f = lm_weights(pretrained)
+    lm_b, vocab_b, _ = load_language_model(backward / "model.safetensors")
+    missing = [w for w in vocab_f.tokens if w not in vocab_b.tokens]
+    assert missing and len(vocab_b) < len(vocab_f)  # the row mapping is exercised, <unk> included
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([7, 3, 5])
+    ids = torch.randint(0, len(vocab_f), (3, 7), generator=generator)
+    with torch.no_grad():
+        outputs = model.encode(ids, lengths)  # (B, T, 2 H)
+        for b, n in enumerate(lengths.tolist()):
+            words = [vocab_f.tokens[i] for i in ids[b, :n].tolist()]
+            rows_b = torch.tensor([vocab_b.tokens.index(w) if w in vocab_b.tokens else
+                                   vocab_b.tokens.index(vocab_b.unk) for w in reversed(words)])
+            forward, _ = lm_f.rnn(lm_f.embedding(ids[b:b + 1, :n]))
+            backward_states, _ = lm_b.rnn(lm_b.embedding(rows_b[None]))
+            torch.testing.assert_close(outputs[b, :n, :8], forward[0], rtol=0, atol=1e-6)
+            torch.testing.assert_close(outputs[b, :n, 8:], backward_states[0].flip(0), rtol=0, atol=1e-6)
+    assert model.embedding.padding_idx is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"embedding_size": 16}, "the two language models' embeddings are 8 + 6 wide, this classifier's "
+                             "model.embedding_size is 16: set it to 14"),
+    ({"hidden_size": 16}, "the language model has encoder.hidden_size 8"),
+    ({"init_from_backward": ""}, "a bidirectional classifier needs a backward one too"),
+    ({"bidirectional": "false"}, "model.init_from_backward starts the reverse direction of a bidirectional"),
+])
+def test_a_backward_language_model_that_does_not_fit_is_one_clear_error(pretrained, backward, change,
+                                                                        message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("+", r"\+")):
+        build(bidirectional_config(pretrained, backward, **change), None)

@@ -263,14 +263,19 @@ class PretrainedWordTokenizer:
                 "lowercase": self.lowercase}
 
 
-def language_model_text(texts: Sequence[str], lowercase: bool = True) -> str:
+def language_model_text(texts: Sequence[str], lowercase: bool = True, reverse: bool = False) -> str:
     """Texts as a language model's word-level training text: one text a line, its word tokens (as the word
     tokenizer splits them) apart, so the model's words are the classifier's (`PretrainedWordTokenizer`).
+    `reverse` writes each text's words last to first: the training text of a backward language model, the
+    one a bidirectional classifier's reverse direction starts from (`model.init_from_backward`).
 
         >>> language_model_text(["A good film.<br />Good!", "Bad"])
         'a good film . good !\\nbad\\n'
+        >>> language_model_text(["A good film."], reverse=True)
+        '. film good a\\n'
     """
-    return "".join(" ".join(_WORD.findall(normalise(t, lowercase))) + "\n" for t in texts)
+    lines = (_WORD.findall(normalise(t, lowercase)) for t in texts)
+    return "".join(" ".join(reversed(words) if reverse else words) + "\n" for words in lines)
 
 
 class SubwordTokenizer:

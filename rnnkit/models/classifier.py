@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from rnnkit.models.recurrent import RecurrentConfig, make_encoder
 
-__all__ = ["POOLINGS", "ClassifierConfig", "SequenceClassifier", "pool", "copy_pretrained"]
+__all__ = ["POOLINGS", "ClassifierConfig", "SequenceClassifier", "pool", "copy_pretrained",
+           "copy_pretrained_bidirectional"]
 
 POOLINGS = ("last", "mean", "max", "attention")
 
@@ -66,6 +67,10 @@ class ClassifierConfig:
             whose embedding and encoder the classifier starts from, and whose vocabulary it reads (ULMFiT;
             rnnkit.tasks.classifier does the copy). Its id 0 is a word, so the embedding then has no
             <pad> row (padding is never read either way).
+        init_from_backward: with init_from and a bidirectional encoder, a backward language model (trained on
+            the same texts with each text's words reversed) that the reverse direction starts from, while
+            the forward direction starts from init_from (`copy_pretrained_bidirectional`); ULMFiT trains a
+            forward and a backward model too, but as two classifiers.
     """
 
     vocab_size: int = 0
@@ -78,8 +83,15 @@ class ClassifierConfig:
     dropout: float = 0.3
     embedding_dropout: float = 0.0
     init_from: str = ""
+    init_from_backward: str = ""
 
     def __post_init__(self):
+        if self.init_from_backward and not (self.init_from and self.encoder.bidirectional):
+            raise ValueError("model.init_from_backward starts the reverse direction of a bidirectional "
+                             "encoder from a backward language model: it needs model.init_from (the forward "
+                             "one) and "
+                             f"model.encoder.bidirectional true, got init_from {self.init_from!r} and "
+                             f"bidirectional {self.encoder.bidirectional}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         for name in ("vocab_size", "num_features", "num_classes"):
@@ -229,3 +241,65 @@ def copy_pretrained(model: SequenceClassifier, embedding: nn.Module, encoder: nn
         with torch.no_grad():
             for key, tensor in getattr(model, part).state_dict().items():
                 tensor.copy_(theirs[key])
+
+
+def copy_pretrained_bidirectional(model: SequenceClassifier, forward: tuple[nn.Module, nn.Module],
+                                  backward: tuple[nn.Module, nn.Module], backward_rows: Tensor,
+                                  where: str) -> None:
+    """Start a bidirectional classifier from two language models, (embedding, encoder) each: a forward one
+    and a backward one (trained on reversed texts), so that at the start its forward direction computes
+    exactly the forward model's states and its reverse direction the backward model's:
+
+        embedding   x_t = [E_f[w_t] ; E_b[r(w_t)]]        (E_f + E_b wide; r: backward_rows, the backward
+                                                            model's row of each of the classifier's ids)
+        layer 0     W_ih = [W_ih^f, 0],  W_ih_reverse = [0, W_ih^b]   (each direction reads its own half)
+        layer k > 0 W_ih = [W_ih^f, 0],  W_ih_reverse = [0, W_ih^b]   (input [o^f ; o^b], torch's order)
+
+    and every other weight (recurrent, biases, layer norms) copied, the forward model's into `name`, the
+    backward's into `name_reverse`. A weight missing on either side, or of another size, is a ValueError.
+
+        >>> from rnnkit.models.recurrent import RecurrentConfig, make_encoder
+        >>> lstm = RecurrentConfig(cell="lstm", hidden_size=6, num_layers=1)
+        >>> bi = RecurrentConfig(cell="lstm", hidden_size=6, num_layers=1, bidirectional=True)
+        >>> model = SequenceClassifier(ClassifierConfig(vocab_size=9, num_classes=2, embedding_size=8,
+        ...                                             encoder=bi, init_from="f", init_from_backward="b"))
+        >>> f, b = (nn.Embedding(9, 4), make_encoder(lstm, 4)), (nn.Embedding(9, 4), make_encoder(lstm, 4))
+        >>> copy_pretrained_bidirectional(model, f, b, torch.arange(9), "lm")
+        >>> model.encoder.weight_ih_l0_reverse[:, :4].abs().max().item()
+        0.0
+    """
+    (embedding_f, encoder_f), (embedding_b, encoder_b) = forward, backward
+    E_f, E_b = embedding_f.embedding_dim, embedding_b.embedding_dim
+    ours = model.encoder.state_dict()
+    sources = {**encoder_f.state_dict(), **{f"{k}_reverse": v for k, v in encoder_b.state_dict().items()}}
+    if model.embedding.embedding_dim != E_f + E_b:
+        raise ValueError(f"{where}: the two language models' embeddings are {E_f} + {E_b} wide, this "
+                         f"classifier's model.embedding_size is {model.embedding.embedding_dim}: set it to "
+                         f"{E_f + E_b}")
+    for key in [*ours, *(k for k in sources if k not in ours)]:
+        if key not in ours or key not in sources:
+            side = "language models" if key in sources else "classifier"
+            raise ValueError(f"{where}: only the {side} have encoder.{key} (the encoders' cells or variants "
+                             "differ)")
+        mine, theirs = ours[key].shape, sources[key].shape
+        if key.startswith("weight_ih_l"):  # (G, in_f + in_b): the pair's two input widths side by side
+            pair = key.removesuffix("_reverse")
+            widths = [sources[k].shape[1] for k in (pair, f"{pair}_reverse") if k in sources]
+            theirs = (theirs[0], sum(widths) if len(widths) == 2 else -1)
+        if tuple(mine) != tuple(theirs):
+            raise ValueError(f"{where}: the language models give encoder.{key} the shape {tuple(theirs)}, "
+                             f"this classifier's is {tuple(mine)}")
+    with torch.no_grad():
+        rows = [embedding_f.weight, embedding_b.weight[backward_rows]]  # (V, E_f), (V, E_b)
+        model.embedding.weight.copy_(torch.cat(rows, dim=1))
+        for key, tensor in ours.items():
+            source = sources[key]
+            if not key.startswith("weight_ih_l"):
+                tensor.copy_(source)
+                continue
+            tensor.zero_()  # the forward direction reads the first block of its input, the reverse the last
+            width = source.shape[1]
+            if key.endswith("_reverse"):
+                tensor[:, tensor.shape[1] - width:] = source
+            else:
+                tensor[:, :width] = source

@@ -21,9 +21,12 @@ Transfer (ULMFiT, Howard & Ruder 2018): `model.init_from` names a word-level lan
 `rnnkit train` (task language_model) on the same kind of text, best written by
 `rnnkit.data.labelled.language_model_text` (one text a line, the word tokens apart). The classifier reads
 its vocabulary (the token ids agree) and starts from exact copies of its embedding and encoder, whose sizes
-must match (`model.embedding_size`, `model.encoder.*`). `finetune.unfreeze_steps` trains the top first
-(gradual unfreezing): only the head until the first step, then the encoder's top layer too, and so on down,
-everything from the last step on.
+must match (`model.embedding_size`, `model.encoder.*`). A bidirectional classifier starts its reverse
+direction from a backward language model, `model.init_from_backward`, trained on the same texts with each
+text's words reversed (`language_model_text(..., reverse=True)`); its embedding is the two side by side
+(`copy_pretrained_bidirectional`). `finetune.unfreeze_steps` trains the top first (gradual unfreezing): only
+the head until the first step, then the encoder's top layer too, and so on down, everything from the last
+step on.
 
     >>> from rnnkit.tasks.classifier import ClassifierRunConfig
     >>> ClassifierRunConfig().model.pooling
@@ -65,7 +68,12 @@ from rnnkit.data.labelled import (
 )
 from rnnkit.data.sequences import LabelledSequences, LabelVocabulary, pad_collate
 from rnnkit.data.ts_format import ChannelScaler, read_labelled_series
-from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier, copy_pretrained
+from rnnkit.models.classifier import (
+    ClassifierConfig,
+    SequenceClassifier,
+    copy_pretrained,
+    copy_pretrained_bidirectional,
+)
 from rnnkit.train.checkpoint import CheckpointError, load_model_file
 from rnnkit.train.config import OptimConfig, TrainerConfig, from_dict, to_dict
 from rnnkit.train.metrics import MeanLoss, OnOutputs, StepOutput
@@ -399,34 +407,57 @@ def balanced_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     return torch.where(counts > 0, len(labels) / (num_classes * counts), 0.0).float()
 
 
-def pretrained_language_model(config: ClassifierRunConfig):
-    """(language model, its word vocabulary as a tokenizer) of model.init_from, checked against the classifier
-    config: a word-level language model whose embedding and encoder sizes are the classifier's (a one-line
-    ValueError naming the first size that differs)."""
+def load_pretrained(path: str, config: ClassifierRunConfig, embedding_size: int | None):
+    """(language model, vocabulary) of a model.init_from* path, checked against the classifier config: a
+    word-level language model with the classifier's cell, hidden size and layers, and embedding size unless
+    None (a one-line ValueError naming the first size that differs)."""
     from rnnkit.tasks import resolve_model_path
     from rnnkit.tasks.language_model import load_language_model
 
-    where = f"model.init_from {config.model.init_from}"
+    where = f"model.init_from {path}"
     try:
-        lm, vocab, _ = load_language_model(resolve_model_path(config.model.init_from))
+        lm, vocab, _ = load_language_model(resolve_model_path(path))
     except (CheckpointError, FileNotFoundError) as e:
         raise ValueError(f"{where}: expected a language-model file or run directory written by `rnnkit "
                          f"train` (task language_model): {e}") from None
     if vocab.level != "word":
         raise ValueError(f"{where}: the classifier reads word tokens, so it needs a word-level language "
                          f"model (data.level: word), got level {vocab.level!r}")
-    ours, theirs = config.model, lm.config
-    if config.model.encoder.bidirectional:
-        raise ValueError(f"{where}: a language model reads forward only; model.encoder.bidirectional must be "
-                         "false to start from it")
-    for key in ("embedding_size", "encoder.cell", "encoder.hidden_size", "encoder.num_layers"):
-        mine, lm_value = ours, theirs
+    ours = {f"encoder.{key}": getattr(config.model.encoder, key)
+            for key in ("cell", "hidden_size", "num_layers")}
+    if embedding_size is not None:
+        ours["embedding_size"] = embedding_size
+    for key, mine in ours.items():
+        lm_value = lm.config
         for part in key.split("."):
-            mine, lm_value = getattr(mine, part), getattr(lm_value, part)
+            lm_value = getattr(lm_value, part)
         if mine != lm_value:
             raise ValueError(f"{where}: the language model has {key} {lm_value!r}, the classifier's "
                              f"model.{key} is {mine!r}: set it to {lm_value!r}")
-    return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase)
+    return lm, vocab
+
+
+def pretrained_language_models(config: ClassifierRunConfig):
+    """(forward language model, its word vocabulary as a tokenizer, backward) for model.init_from, where
+    backward is None, or (backward language model, its row of each of the forward vocabulary's words) for
+    model.init_from_backward: a word the backward model lacks takes its <unk> row."""
+    model = config.model
+    if model.encoder.bidirectional and not model.init_from_backward:
+        raise ValueError(f"model.init_from {model.init_from}: a language model reads forward only; a "
+                         "bidirectional classifier needs a backward one too (model.init_from_backward), or "
+                         "set model.encoder.bidirectional false")
+    if not model.init_from_backward:
+        lm, vocab = load_pretrained(model.init_from, config, model.embedding_size)
+        return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase), None
+    lm, vocab = load_pretrained(model.init_from, config, None)  # the embeddings' sum: at the copy
+    lm_b, vocab_b = load_pretrained(model.init_from_backward, config, None)
+    index_b = {w: i for i, w in enumerate(vocab_b.tokens)}
+    unk = index_b.get(vocab_b.unk, 0)
+    rows = torch.tensor([index_b.get(w, unk) for w in vocab.tokens])
+    missing = sum(w not in index_b for w in vocab.tokens)
+    print(f"model.init_from_backward {model.init_from_backward}: {missing:,} of the forward model's "
+          f"{len(vocab):,} words are not in its vocabulary (they start from its <unk> row)", file=sys.stderr)
+    return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase), (lm_b, rows)
 
 
 def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
@@ -438,14 +469,14 @@ def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
         raise ValueError("finetune.unfreeze_steps keeps a pretrained encoder frozen at first: it needs "
                          "model.init_from (a language model)")
     raw, labels, valid_raw, valid_labels = training_parts(config)
-    lm = None
+    lm = backward = None
     if resume_dir is not None:
         stored = resume_dir / "encoding.json"
         if not stored.is_file():
             raise FileNotFoundError(f"cannot resume: {stored} not found (is {resume_dir} a classifier run?)")
         encoding = Encoding.from_json(config.data, json.loads(stored.read_text(encoding="utf-8")))
     elif config.model.init_from:
-        lm, tokenizer = pretrained_language_model(config)
+        lm, tokenizer, backward = pretrained_language_models(config)
         print(f"model.init_from {config.model.init_from}: {len(tokenizer):,} words, "
               f"{tokenizer.coverage(raw):.1%} of the training tokens", file=sys.stderr)
         encoding = Encoding.fit(config.data, raw, labels, tokenizer)
@@ -478,7 +509,11 @@ def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
         return DataLoader(valid, batch_sampler=batches, collate_fn=pad_collate)
 
     model = SequenceClassifier(config.model)
-    if lm is not None:
+    if backward is not None:
+        copy_pretrained_bidirectional(model, (lm.embedding, lm.rnn), (backward[0].embedding, backward[0].rnn),
+                                      backward[1], f"model.init_from {config.model.init_from} and "
+                                      f"model.init_from_backward {config.model.init_from_backward}")
+    elif lm is not None:
         copy_pretrained(model, lm.embedding, lm.rnn, f"model.init_from {config.model.init_from}")
     unfreeze_steps = config.finetune.unfreeze_steps
     groups = len(model.layer_groups())
