@@ -76,6 +76,33 @@ def test_evaluate_with_baselines(trained, capsys):
                           "--baseline", "tfidf", "--baseline", "nbsvm"], capsys)
     assert code == 0, err
     assert "tfidf:" in out and "nbsvm:" in out and "accuracy" in out
+
+
+def test_evaluate_ensemble_is_the_mean_of_the_probabilities(trained, capsys):
+    """model+nbsvm scores the mean of the model's and NBSVM's probabilities, recomputed here from predict and
+    from NBSVM fitted on the same training part (the 80% the training run kept)."""
+    from rnnkit.baselines import fit_baseline
+    from rnnkit.tasks.classifier import ClassifierRunConfig, training_parts
+    from rnnkit.train.config import from_dict
+
+    model = trained / "runs" / "text"
+    code, out, err = run(["evaluate", model, "--data", trained / "test.jsonl", "--json", "--baseline",
+                          "nbsvm", "--ensemble"], capsys)
+    assert code == 0, err
+    results = json.loads(out)
+    assert set(results) == {"model", "nbsvm", "model+nbsvm"}
+    classifier = rnnkit.load(model)
+    rows = [json.loads(line) for line in (trained / "test.jsonl").read_text().splitlines()]
+    texts, targets = [r["text"] for r in rows], np.array([r["label"] for r in rows])
+    config = from_dict(ClassifierRunConfig, classifier.metadata["config"])
+    raw, labels, _, _ = training_parts(config)
+    nbsvm = fit_baseline("nbsvm", raw, [int(y) for y in labels], 2, seed=config.trainer.seed)
+    mean = (classifier.predict(texts).probabilities + nbsvm.predict_proba(texts)) / 2
+    assert results["model+nbsvm"]["accuracy"] == pytest.approx(np.mean(mean.argmax(axis=1) == targets))
+    assert results["model+nbsvm"]["log_loss"] == pytest.approx(
+        -np.mean(np.log(mean[np.arange(len(targets)), targets])), rel=1e-5)
+    code, _, err = run(["evaluate", model, "--data", trained / "test.jsonl", "--ensemble"], capsys)
+    assert code == 2 and "--ensemble averages the model with the baselines: give --baseline NAME" in err
     code, _, err = run(["evaluate", trained / "runs" / "text", "--data", trained / "test.jsonl",
                         "--baseline", "rocket"], capsys)
     assert code == 2 and "baseline 'rocket' does not read text" in err

@@ -37,7 +37,8 @@ def reviews(n: int, seed: int) -> list[dict]:
 
 def lm_config(path, hidden_size=8, num_layers=2, embedding_size=8, max_vocab=30000):
     path.write_text("\n".join([
-        "task: language_model", "model:", f"  embedding_size: {embedding_size}", "  encoder:", "    cell: lstm",
+        "task: language_model", "model:", f"  embedding_size: {embedding_size}", "  encoder:",
+        "    cell: lstm",
         f"    hidden_size: {hidden_size}", f"    num_layers: {num_layers}",
         "data:", "  level: word", "  batch_size: 4", "  bptt: 8", f"  max_vocab: {max_vocab}",
         "optim:", "  lr: 0.01", "trainer:", "  max_steps: 5", "  accelerator: cpu", "  progress_bar: false",
@@ -188,7 +189,7 @@ def bidirectional_config(tmp, backward_path, **change):
     return dataclasses.replace(config, data=dataclasses.replace(config.data, path=str(tmp / "train.jsonl")))
 
 
-def test_a_bidirectional_classifier_starts_as_the_forward_and_the_backward_language_model(pretrained, backward):
+def test_a_bidirectional_classifier_starts_as_both_language_models(pretrained, backward):
     """At step 0 the classifier's forward outputs are the forward model's states on the text and its reverse
     outputs the backward model's states on the reversed text, for every sequence of a padded batch."""
     model = build(bidirectional_config(pretrained, backward), None).task.model.eval()

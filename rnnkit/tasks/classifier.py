@@ -616,11 +616,14 @@ class TrainedClassifier:
 
     def evaluate(self, path: str | Path, batch_size: int = 64) -> dict:
         """Accuracy, macro-F1, per-class precision / recall and confusion matrix (rows: true) on data."""
+        return classification_report(*self.scored(path, batch_size), self.classes)
+
+    def scored(self, path: str | Path, batch_size: int = 64) -> tuple[np.ndarray, list[int]]:
+        """(class probabilities (N, K), label ids (N,)) of every example of a labelled data file."""
         data = self.encoding.data
         raw, labels = read_raw(path, data, split="test", fmt=_format_for(path, data))
         data = dataset(self.encoding, raw, labels, str(path))
-        probabilities = self.probabilities(data.sequences, batch_size)
-        return classification_report(probabilities, data.labels, self.classes)
+        return self.probabilities(data.sequences, batch_size), data.labels
 
     def explain(self, text: str) -> dict:
         """The model's running opinion: class probabilities after each token (the model run on every prefix),
@@ -714,15 +717,25 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--baseline", action="append", choices=BASELINES, default=None,
                         help="also fit this non-neural baseline on the model's training part and score it on "
                         "the same data (text: tfidf, nbsvm; series: rocket, knn; repeatable)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="with --baseline: also score the mean of the model's and each baseline's class "
+                        "probabilities (equal weights, nothing tuned), reported as model+NAME")
 
 
 def evaluate_command(args) -> int:
     """`rnnkit evaluate`: accuracy, macro-F1, per-class precision/recall, confusion matrix (and baselines)."""
+    if args.ensemble and not args.baseline:
+        raise ValueError("--ensemble averages the model with the baselines: give --baseline NAME too")
     classifier = TrainedClassifier.from_file(args.model)
-    report = classifier.evaluate(args.data, args.batch_size)
+    p_model, targets = classifier.scored(args.data, args.batch_size)
+    report = classification_report(p_model, targets, classifier.classes)
     results = {"model": report}
     for name in args.baseline or []:
-        results[name] = run_baseline(name, classifier, args.data)
+        p_baseline = baseline_probabilities(name, classifier, args.data)
+        results[name] = classification_report(p_baseline, targets, classifier.classes)
+        if args.ensemble:
+            results[f"model+{name}"] = classification_report((p_model + p_baseline) / 2, targets,
+                                                             classifier.classes)
     if args.confusion_png:
         confusion_png(report, args.confusion_png, f"{Path(args.model).parent.name} on {Path(args.data).name}")
     if args.json:
@@ -738,25 +751,25 @@ def evaluate_command(args) -> int:
     return 0
 
 
-def run_baseline(name: str, classifier: TrainedClassifier, data_path) -> dict:
-    """Fit baseline `name` on the classifier's training part (same split as training) and score it."""
+def baseline_probabilities(name: str, classifier: TrainedClassifier, data_path) -> np.ndarray:
+    """Fit baseline `name` on the classifier's training part (same split as training) -> its class
+    probabilities (N, K) for the examples of data_path, in the file's order."""
     from rnnkit.baselines import fit_baseline
 
     config = from_dict(ClassifierRunConfig, upgrade_config(classifier.metadata["config"]))
     raw, labels, _, _ = training_parts(config)
     fmt = _format_for(data_path, config.data)
-    test_raw, test_labels = read_raw(data_path, config.data, split="test", fmt=fmt)
+    test_raw, _ = read_raw(data_path, config.data, split="test", fmt=fmt)
     encoding = classifier.encoding
     if encoding.numeric != (name in ("rocket", "knn")):
         kind = "numeric series" if encoding.numeric else "text"
         raise ValueError(f"baseline {name!r} does not read {kind}: expected one of "
                          f"{['rocket', 'knn'] if encoding.numeric else ['tfidf', 'nbsvm']}")
     y_train = label_ids(encoding, labels, config.data.path)
-    y_test = label_ids(encoding, test_labels, data_path)
     if encoding.numeric:
         raw, test_raw = (encoding.sequences(raw), encoding.sequences(test_raw))  # scaled as the RNN sees them
     model = fit_baseline(name, raw, y_train, len(encoding.labels), seed=config.trainer.seed)
-    return classification_report(model.predict_proba(test_raw), y_test, encoding.labels.labels)
+    return model.predict_proba(test_raw)
 
 
 
