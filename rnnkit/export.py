@@ -1,8 +1,9 @@
-"""ONNX export of models with rnnkit RNN / LSTM / GRU layers, as ONNX's own recurrent operators.
+"""ONNX export of models with rnnkit RNN / LSTM / GRU layers, every cell and variant, dynamic batch and time.
 
 torch.onnx.export of a recurrence either unrolls it (a graph fixed to the example's T) or, for torch.nn's
 fused RNNs, emits a Reshape that hard-codes T (pytorch#126339). `export` instead maps each layer-direction to
-one native ONNX operator (LSTM, GRU, RNN), so the graph takes any batch size B and any length T:
+one ONNX loop over time, so the graph takes any batch size B and any length T. Standard cells become ONNX's
+own recurrent operators (LSTM, GRU, RNN, which runtimes fuse):
 
 - a copy of the model, in eval mode, has each rnnkit layer run through a custom op per layer-direction,
   `torch.ops.rnnkit_onnx.lstm` / `.recurrence` (eager: the pure-torch scan; traced: shapes only);
@@ -10,10 +11,14 @@ one native ONNX operator (LSTM, GRU, RNN), so the graph takes any batch size B a
   order (torch LSTM i, f, g, o -> ONNX i, o, f, c; GRU r, z, n -> z, r, h, with linear_before_reset=1,
   which is torch's n = tanh(xp_n + r (W_hn h + b_hn))); layers stack and directions concatenate around it.
 
-Supported: RNN (tanh, relu), LSTM, GRU; num_layers, bidirectional, batch_first, bias=False, an initial state
-hx, and the variants that are the identity in eval mode (recurrent_dropout, weight_drop, dropout). Not
-supported (a ValueError naming it): proj_size, layer_norm, zoneout (its eval-mode expectation mixes states
-outside ONNX's operators), lengths= and PackedSequence inputs, unbatched (2-D) inputs.
+The cells those operators cannot express (layer_norm, zoneout's eval-mode mix of old and new state
+d * s_{t-1} + (1 - d) * s_t, LSTM proj_size) run the cell's own step (rnnkit.nn.cells) under torch's scan
+operator, which the exporter writes as ONNX's Scan: the input projection of all steps as one MatMul, the
+step's body once.
+
+Supported: RNN (tanh, relu), LSTM, GRU, every variant (recurrent_dropout, weight_drop and dropout are the
+identity in eval mode); num_layers, bidirectional, batch_first, bias=False, an initial state hx. Not supported
+(a ValueError naming it): lengths= and PackedSequence inputs, unbatched (2-D) inputs.
 
     >>> model = torch.nn.Sequential(rnnkit.nn.LSTM(3, 8, num_layers=2, batch_first=True))
     >>> program = export(model, (torch.randn(4, 7, 3),), "lstm.onnx")        # any (B, T, 3) afterwards
@@ -49,13 +54,12 @@ def export(model: torch.nn.Module, args: tuple, path=None, *, kwargs: dict | Non
     Returns:
         the torch.onnx.ONNXProgram (`program.model_proto`, `program.save(path)`, `program(*inputs)`).
     Raises:
-        ValueError: for a layer configuration ONNX's recurrent operators cannot express (see the module doc).
+        ValueError: for inputs the export cannot take (lengths=, a PackedSequence, an unbatched input).
     """
     options.setdefault("verbose", False)
-    model = copy.deepcopy(model).eval()
-    for name, module in model.named_modules():
+    model = copy.deepcopy(model).eval().requires_grad_(False)   # (an inference graph: no autograd in it)
+    for module in model.modules():
         if isinstance(module, _Recurrent):
-            _check_exportable(name or type(module).__name__, module)
             module.forward = types.MethodType(_onnx_forward, module)
     if dynamic_shapes is None:
         dynamic_shapes = _all_dims_auto(tuple(args))
@@ -75,18 +79,14 @@ def _all_dims_auto(value):
     return None
 
 
-def _check_exportable(name: str, layer) -> None:
-    unsupported = [what for what, on in (
-        (f"proj_size={getattr(layer, 'proj_size', 0)}", getattr(layer, "proj_size", 0) > 0),
-        ("layer_norm=True", layer.variants.layer_norm),
-        (f"zoneout={layer.variants.zoneout}", layer.variants.zoneout > 0)) if on]
-    if unsupported:
-        raise ValueError(f"ONNX export of {name} ({layer.mode}): {', '.join(unsupported)} is not supported "
-                         "(ONNX's LSTM / GRU / RNN operators cannot express it)")
+def _native(layer) -> bool:
+    """Whether ONNX's own LSTM / GRU / RNN operator computes this layer (in eval mode)."""
+    return not (getattr(layer, "proj_size", 0) or layer.variants.layer_norm or layer.variants.zoneout > 0)
 
 
 def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sorted: bool = False):
-    """The layer's forward under export: layers and directions around one custom op per layer-direction."""
+    """The layer's forward under export: layers and directions around one ONNX loop per layer-direction
+    (a native operator, through its custom op, or the scan operator)."""
     if lengths is not None or not isinstance(input, Tensor) or input.dim() != 3:
         got = "lengths=" if lengths is not None else (
             f"a {input.dim()}-D input" if isinstance(input, Tensor) else type(input).__name__)
@@ -94,11 +94,12 @@ def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sor
                          f"got {got}")
     x = input.transpose(0, 1) if self.batch_first else input                          # (T, B, I)
     D, L, H = (2 if self.bidirectional else 1), self.num_layers, self.hidden_size
+    P = getattr(self, "proj_size", 0) or H
     is_lstm = self.mode == "LSTM"
     if hx is None:
-        hx = (x.new_zeros(L * D, x.shape[1], H),) * (2 if is_lstm else 1)              # (L * D, B, H)
+        hx = (x.new_zeros(L * D, x.shape[1], P),) + ((x.new_zeros(L * D, x.shape[1], H),) if is_lstm else ())
     else:
-        hx = tuple(hx) if is_lstm else (hx,)
+        hx = tuple(hx) if is_lstm else (hx,)                                           # (L * D, B, P / H)
     finals = []
     for layer in range(L):
         outputs = []
@@ -106,7 +107,10 @@ def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sor
             k, sfx = layer * D + direction, f"_l{layer}" + ("_reverse" if direction else "")
             weights = [getattr(self, name + sfx, None)
                        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            if is_lstm:
+            if not _native(self):
+                y, final = _scan_operator(self, sfx, x, tuple(h[k] for h in hx), bool(direction))
+                finals.append(final)
+            elif is_lstm:
                 y, h_n, c_n = torch.ops.rnnkit_onnx.lstm(x, hx[0][k], hx[1][k], *weights, bool(direction))
                 finals.append((h_n, c_n))
             else:
@@ -117,6 +121,24 @@ def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sor
     h_n = tuple(torch.stack([final[i] for final in finals]) for i in range(len(hx)))  # (L * D, B, H)
     output = x.transpose(0, 1) if self.batch_first else x
     return output, (h_n if is_lstm else h_n[0])
+
+
+def _scan_operator(layer, sfx: str, x: Tensor, state: tuple[Tensor, ...], reverse: bool):
+    """One layer-direction of any cell as torch's scan operator (ONNX Scan): x (T, B, I), state ((B, P)[,
+    (B, H)]) -> y (T, B, P), final state. The body is the cell's step, then zoneout's eval-mode mix."""
+    from torch._higher_order_ops.scan import scan as scan_operator
+
+    p, step, d = layer._cell_params(sfx, {}), STEPS[layer.mode], layer.variants.zoneout
+
+    def body(carry, xp_t):                                                             # xp_t (B, G)
+        new = step(xp_t, carry, p, None)
+        if d > 0:
+            new = tuple(torch.lerp(fresh, old, d) for fresh, old in zip(new, carry, strict=True))
+        return new, new[0].clone()                                                     # (carry, y_t (B, P))
+
+    xp = input_projection(x.flip(0) if reverse else x, p)                             # (T, B, G)
+    final, y = scan_operator(body, state, xp)
+    return (y.flip(0) if reverse else y), final
 
 
 # ---------------------------------------------------------------- the custom ops: eager (the scan) and fake

@@ -14,6 +14,7 @@ import itertools
 
 import pytest
 import torch
+from built import require_kernel
 from oracle import compare
 
 from rnnkit import kernels
@@ -25,9 +26,11 @@ GATES = {"GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 ZONEOUTS = ("off", "mask", "p")
 SHAPES = ((5, 4, 3), (1, 3, 5), (6, 1, 4), (4, 11, 9))   # (T, B, H): T = 1, B = 1, B > 8 (the at::mm path)
 
-# the ops' autograd and fake tensors are registered by these modules; they raise ImportError without a build
-gru_kernel = pytest.importorskip("rnnkit.kernels.gru", reason="the C++ GRU kernel could not be built")
-rnn_kernel = pytest.importorskip("rnnkit.kernels.rnn", reason="the C++ RNN kernel could not be built")
+# the ops' autograd and fake tensors are registered by these modules (which need the build)
+require_kernel("GRU")
+require_kernel("RNN_TANH")
+import rnnkit.kernels.gru as gru_kernel  # noqa: E402
+import rnnkit.kernels.rnn as rnn_kernel  # noqa: E402
 
 
 def inputs(mode, T, B, H, layer_norm, mask, zoneout, lengths, bias, dtype=torch.float64, seed=0):

@@ -13,6 +13,7 @@ import itertools
 
 import pytest
 import torch
+from built import require_kernel
 from oracle import compare
 
 import rnnkit
@@ -20,11 +21,8 @@ from rnnkit import kernels
 from rnnkit import nn as rnn
 from rnnkit.nn.cells import CellParams
 
-AVAILABLE = kernels.fused_available("LSTM")
-if AVAILABLE:
-    import rnnkit.kernels.lstm  # noqa: F401  registers the ops' autograd and fake kernels, for the op tests
-
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the C++ LSTM kernel did not build")
+require_kernel("LSTM")
+import rnnkit.kernels.lstm  # noqa: E402, F401  registers the ops' autograd and fake kernels, for the op tests
 
 H, P, G = 5, 3, 20                                    # hidden, projection, gates
 SHAPES = ((1, 1), (6, 3))                             # (T, B)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from built import require_kernel
 from oracle import compare
 
 import rnnkit.nn as rn
@@ -25,15 +26,9 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _fused(mode: str) -> bool:
-    from rnnkit.kernels.build import SOURCES
-
-    return (SOURCES / f"{kernels.FUSED[mode]}.cpp").exists() and kernels.fused_available(mode)
-
-
-def _skip_unless_built(backend: str, mode: str) -> None:
-    if backend == "cpu" and not _fused(mode):
-        pytest.skip(f"no C++ {mode} kernel")
+def _require_built(backend: str, mode: str) -> None:
+    if backend == "cpu":
+        require_kernel(mode)
 
 
 def _results(layer, x, **kwargs) -> dict:
@@ -77,7 +72,7 @@ def _layer(mode: str, **kwargs):
 @pytest.mark.parametrize("backend", ["scan", "cpu"])
 @pytest.mark.parametrize("mode,config", CONFIGS, ids=[f"{m}-{'-'.join(c) or 'plain'}" for m, c in CONFIGS])
 def test_plain_configs_compile_to_the_eager_numbers(mode, config, backend):
-    _skip_unless_built(backend, mode)
+    _require_built(backend, mode)
     layer = _layer(mode, **config)
     with kernels.use(backend):
         check_compiled(layer, _input(config.get("batch_first", False)))
@@ -86,7 +81,7 @@ def test_plain_configs_compile_to_the_eager_numbers(mode, config, backend):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("backend", ["scan", "cpu"])
 def test_variants_and_lengths_in_training_with_injected_masks(mode, backend):
-    _skip_unless_built(backend, mode)
+    _require_built(backend, mode)
     layer = _layer(mode, num_layers=2, bidirectional=True, batch_first=True, layer_norm=True, zoneout=0.2,
                    recurrent_dropout=0.3, weight_drop=0.25).train()
     masks = layer.sample_masks(T, B, torch.Generator().manual_seed(1))     # the same masks in both runs
@@ -143,7 +138,7 @@ def test_eager_errors_are_unchanged():
 
 @pytest.mark.parametrize("backend", ["scan", "cpu"])
 def test_inductor_float32(backend):
-    _skip_unless_built(backend, "LSTM")
+    _require_built(backend, "LSTM")
     layer = _layer("LSTM", bidirectional=True).float()     # small: inductor compiles the unrolled scan slowly
     with kernels.use(backend):
         check_compiled(layer, _input(dtype=torch.float32), compile_backend="inductor", rtol=1e-5, atol=1e-6)

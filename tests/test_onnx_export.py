@@ -1,4 +1,5 @@
-"""rnnkit.export: models with rnnkit layers as ONNX's own LSTM / GRU / RNN operators, dynamic B and T.
+"""rnnkit.export: models with rnnkit layers as ONNX's own LSTM / GRU / RNN operators, or as ONNX Scan for
+the cells those cannot express (layer norm, zoneout, projection), dynamic B and T.
 
 Each model is exported once from one example, then run by onnxruntime on fresh inputs of other lengths T and
 batch sizes B and compared with the eager model (float32, 1e-5).
@@ -14,6 +15,7 @@ import torch
 import rnnkit.nn as rn
 
 ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 from rnnkit.export import export  # noqa: E402  (needs onnxscript)
 
@@ -27,8 +29,9 @@ def _flat(outputs) -> list[torch.Tensor]:
     return [t for o in outputs for t in _flat(o)]
 
 
-def check_export(model, make_inputs, tmp_path) -> None:
-    """Export from make_inputs(4, 3); onnxruntime equals the eager model (eval) at every (T, B) of SIZES."""
+def check_export(model, make_inputs, tmp_path) -> set[str]:
+    """Export from make_inputs(4, 3); onnxruntime equals the eager model (eval) at every (T, B) of SIZES.
+    Returns the ONNX operator types of the graph's top level."""
     training = model.training
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -46,6 +49,7 @@ def check_export(model, make_inputs, tmp_path) -> None:
         assert len(got) == len(expected)
         for g, e in zip(got, expected, strict=True):
             torch.testing.assert_close(torch.from_numpy(g), e, rtol=1e-5, atol=1e-5, msg=f"T={T}, B={B}")
+    return {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
 
 
 LAYERS = [
@@ -55,6 +59,14 @@ LAYERS = [
     (rn.GRU, {"bias": False}),
     (rn.RNN, {"nonlinearity": "tanh", "bidirectional": True}),
     (rn.RNN, {"nonlinearity": "relu", "num_layers": 2, "batch_first": True}),
+    # ONNX's operators cannot express these: they go through the scan operator (ONNX Scan)
+    (rn.LSTM, {"proj_size": 2, "num_layers": 2, "bidirectional": True}),
+    (rn.LSTM, {"layer_norm": True, "zoneout": 0.2, "bidirectional": True, "batch_first": True}),
+    (rn.LSTM, {"layer_norm": True, "recurrent_dropout": 0.2, "zoneout": 0.1, "weight_drop": 0.3,
+               "proj_size": 3, "num_layers": 2}),
+    (rn.GRU, {"layer_norm": True, "num_layers": 2, "bidirectional": True}),
+    (rn.GRU, {"zoneout": 0.3, "bias": False}),
+    (rn.RNN, {"nonlinearity": "relu", "layer_norm": True, "zoneout": 0.1, "bidirectional": True}),
 ]
 
 
@@ -64,13 +76,23 @@ def test_layers_match_onnxruntime_at_other_lengths_and_batch_sizes(cls, config, 
     layer = cls(I, H, **config)
     batch_first = config.get("batch_first", False)
     shape = lambda T, B: (B, T, I) if batch_first else (T, B, I)  # noqa: E731
-    check_export(layer, lambda T, B: (torch.randn(*shape(T, B)),), tmp_path)
+    ops = check_export(layer, lambda T, B: (torch.randn(*shape(T, B)),), tmp_path)
+    native = {"LSTM": "LSTM", "GRU": "GRU"}.get(layer.mode, "RNN")
+    variant = any(config.get(k) for k in ("layer_norm", "zoneout", "proj_size"))
+    assert (native not in ops and "Scan" in ops) if variant else (native in ops and "Scan" not in ops), ops
 
 
 def test_initial_state_is_an_input(tmp_path):
     torch.manual_seed(0)
     layer = rn.LSTM(I, H, bidirectional=True)
     check_export(layer, lambda T, B: (torch.randn(T, B, I), (torch.randn(2, B, H), torch.randn(2, B, H))),
+                 tmp_path)
+
+
+def test_initial_state_of_a_projected_lstm_is_an_input(tmp_path):
+    torch.manual_seed(0)
+    layer = rn.LSTM(I, H, proj_size=2, bidirectional=True, layer_norm=True)
+    check_export(layer, lambda T, B: (torch.randn(T, B, I), (torch.randn(2, B, 2), torch.randn(2, B, H))),
                  tmp_path)
 
 
@@ -89,16 +111,6 @@ def test_a_model_around_the_layers(tmp_path):
     torch.manual_seed(0)
     model = Tagger().train()
     check_export(model, lambda T, B: (torch.randint(0, 11, (B, T)),), tmp_path)
-
-
-@pytest.mark.parametrize("layer,unsupported", [
-    (rn.LSTM(I, H, proj_size=2), "proj_size=2"),
-    (rn.GRU(I, H, layer_norm=True), "layer_norm=True"),
-    (rn.LSTM(I, H, zoneout=0.1), "zoneout=0.1"),
-])
-def test_unsupported_configs_fail_naming_them(layer, unsupported):
-    with pytest.raises(ValueError, match=f"ONNX export of .*{unsupported} is not supported"):
-        export(layer, (torch.randn(4, 3, I),))
 
 
 def test_lengths_are_not_supported():

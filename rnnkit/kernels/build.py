@@ -82,7 +82,8 @@ def load_library(cell: str) -> bool:
                  build_directory=str(directory), is_python_module=False, verbose=False)
         return True
     except Exception as e:   # no compiler, no ninja, a failed build: the scan still gives the same numbers
-        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        reason = next((line.strip() for line in lines if "error:" in line), lines[-1])[:300]  # first error
         warnings.warn(f"rnnkit: the C++ {cell} kernel could not be built ({reason}); running the pure-torch "
                       "scan (same results, slower)", RuntimeWarning, stacklevel=2)
         return False

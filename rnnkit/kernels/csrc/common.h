@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>   // vec_reduce_all (vec.h does not declare it in AVX512 builds)
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
@@ -42,7 +43,7 @@ inline scalar_t sum_lanes(int64_t n, const F& f) {
   using V = Vec<scalar_t>;
   V acc(0);
   for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { acc = acc + V::set(V(0), f(j, k), k); });
-  return at::vec::vec_reduce_all<scalar_t>([](V& a, V& b) { return a + b; }, acc);
+  return at::vec::vec_reduce_all<scalar_t>([](const V& a, const V& b) { return a + b; }, acc);
 }
 
 // out (B, N) = in (B, K) M, M (K, N) contiguous: one GEMM. Up to SMALL_ROWS rows our own loop instead (an
