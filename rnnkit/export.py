@@ -12,13 +12,15 @@ own recurrent operators (LSTM, GRU, RNN, which runtimes fuse):
   which is torch's n = tanh(xp_n + r (W_hn h + b_hn))); layers stack and directions concatenate around it.
 
 The cells those operators cannot express (layer_norm, zoneout's eval-mode mix of old and new state
-d * s_{t-1} + (1 - d) * s_t, LSTM proj_size) run the cell's own step (rnnkit.nn.cells) under torch's scan
-operator, which the exporter writes as ONNX's Scan: the input projection of all steps as one MatMul, the
-step's body once.
+d * s_{t-1} + (1 - d) * s_t, LSTM proj_size), and every layer called with `lengths=`, run the cell's own step
+(rnnkit.nn.cells) under torch's scan operator, which the exporter writes as ONNX's Scan: the input
+projection of all steps as one MatMul, the step's body once. With lengths (an input of the graph, (B,)) each
+sequence's state stops at its last valid step and its outputs past it are 0, the reverse direction reads
+each sequence from its own last step (rnnkit.nn's padded semantics).
 
 Supported: RNN (tanh, relu), LSTM, GRU, every variant (recurrent_dropout, weight_drop and dropout are the
-identity in eval mode); num_layers, bidirectional, batch_first, bias=False, an initial state hx. Not supported
-(a ValueError naming it): lengths= and PackedSequence inputs, unbatched (2-D) inputs.
+identity in eval mode); num_layers, bidirectional, batch_first, bias=False, an initial state hx, lengths=.
+Not supported (a ValueError naming it): PackedSequence inputs, unbatched (2-D) inputs.
 
     >>> model = torch.nn.Sequential(rnnkit.nn.LSTM(3, 8, num_layers=2, batch_first=True))
     >>> program = export(model, (torch.randn(4, 7, 3),), "lstm.onnx")        # any (B, T, 3) afterwards
@@ -32,9 +34,10 @@ import types
 import torch
 from torch import Tensor
 
-from .kernels.scan import scan
+from .kernels.scan import scan, valid_steps
 from .nn.cells import STEPS, CellParams, input_projection
 from .nn.layers import _Recurrent
+from .nn.scan import reverse_padded
 
 __all__ = ["export"]
 
@@ -54,7 +57,7 @@ def export(model: torch.nn.Module, args: tuple, path=None, *, kwargs: dict | Non
     Returns:
         the torch.onnx.ONNXProgram (`program.model_proto`, `program.save(path)`, `program(*inputs)`).
     Raises:
-        ValueError: for inputs the export cannot take (lengths=, a PackedSequence, an unbatched input).
+        ValueError: for inputs the export cannot take (a PackedSequence, an unbatched input).
     """
     options.setdefault("verbose", False)
     model = copy.deepcopy(model).eval().requires_grad_(False)   # (an inference graph: no autograd in it)
@@ -87,12 +90,12 @@ def _native(layer) -> bool:
 def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sorted: bool = False):
     """The layer's forward under export: layers and directions around one ONNX loop per layer-direction
     (a native operator, through its custom op, or the scan operator)."""
-    if lengths is not None or not isinstance(input, Tensor) or input.dim() != 3:
-        got = "lengths=" if lengths is not None else (
-            f"a {input.dim()}-D input" if isinstance(input, Tensor) else type(input).__name__)
-        raise ValueError(f"ONNX export of {self.mode} needs a batched 3-D tensor input without lengths, "
-                         f"got {got}")
+    if not isinstance(input, Tensor) or input.dim() != 3:
+        got = f"a {input.dim()}-D input" if isinstance(input, Tensor) else type(input).__name__
+        raise ValueError(f"ONNX export of {self.mode} needs a batched 3-D tensor input (and lengths= for "
+                         f"padding, not a PackedSequence), got {got}")
     x = input.transpose(0, 1) if self.batch_first else input                          # (T, B, I)
+    lengths = None if lengths is None else torch.as_tensor(lengths, device=x.device)   # (B,)
     D, L, H = (2 if self.bidirectional else 1), self.num_layers, self.hidden_size
     P = getattr(self, "proj_size", 0) or H
     is_lstm = self.mode == "LSTM"
@@ -107,8 +110,8 @@ def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sor
             k, sfx = layer * D + direction, f"_l{layer}" + ("_reverse" if direction else "")
             weights = [getattr(self, name + sfx, None)
                        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            if not _native(self):
-                y, final = _scan_operator(self, sfx, x, tuple(h[k] for h in hx), bool(direction))
+            if lengths is not None or not _native(self):
+                y, final = _scan_operator(self, sfx, x, tuple(h[k] for h in hx), bool(direction), lengths)
                 finals.append(final)
             elif is_lstm:
                 y, h_n, c_n = torch.ops.rnnkit_onnx.lstm(x, hx[0][k], hx[1][k], *weights, bool(direction))
@@ -123,22 +126,31 @@ def _onnx_forward(self, input, hx=None, *, lengths=None, masks=None, enforce_sor
     return output, (h_n if is_lstm else h_n[0])
 
 
-def _scan_operator(layer, sfx: str, x: Tensor, state: tuple[Tensor, ...], reverse: bool):
+def _scan_operator(layer, sfx: str, x: Tensor, state: tuple[Tensor, ...], reverse: bool,
+                   lengths: Tensor | None):
     """One layer-direction of any cell as torch's scan operator (ONNX Scan): x (T, B, I), state ((B, P)[,
-    (B, H)]) -> y (T, B, P), final state. The body is the cell's step, then zoneout's eval-mode mix."""
+    (B, H)]), lengths (B,) or None -> y (T, B, P), final state. The body is the cell's step, zoneout's
+    eval-mode mix, then (with lengths) the old state kept and y_t = 0 past each sequence's end."""
     from torch._higher_order_ops.scan import scan as scan_operator
 
     p, step, d = layer._cell_params(sfx, {}), STEPS[layer.mode], layer.variants.zoneout
 
-    def body(carry, xp_t):                                                             # xp_t (B, G)
+    def body(carry, inputs):
+        xp_t, keep = inputs                                                            # (B, G), (B, 1)
         new = step(xp_t, carry, p, None)
         if d > 0:
             new = tuple(torch.lerp(fresh, old, d) for fresh, old in zip(new, carry, strict=True))
-        return new, new[0].clone()                                                     # (carry, y_t (B, P))
+        new = tuple(torch.where(keep, fresh, old) for fresh, old in zip(new, carry, strict=True))
+        return new, torch.where(keep, new[0], torch.zeros_like(new[0]))               # (carry, y_t (B, P))
 
-    xp = input_projection(x.flip(0) if reverse else x, p)                             # (T, B, G)
-    final, y = scan_operator(body, state, xp)
-    return (y.flip(0) if reverse else y), final
+    flip = (lambda v: reverse_padded(v, lengths)) if reverse else (lambda v: v)        # noqa: E731
+    xp = input_projection(flip(x), p)                                                  # (T, B, G)
+    if lengths is None:
+        keep = torch.ones_like(xp[..., :1], dtype=torch.bool)                          # (T, B, 1)
+    else:
+        keep = valid_steps(lengths, xp.shape[0], xp.device).unsqueeze(-1)              # (T, B, 1)
+    final, y = scan_operator(body, state, (xp, keep))
+    return flip(y), final
 
 
 # ---------------------------------------------------------------- the custom ops: eager (the scan) and fake

@@ -1,5 +1,6 @@
 """rnnkit.export: models with rnnkit layers as ONNX's own LSTM / GRU / RNN operators, or as ONNX Scan for
-the cells those cannot express (layer norm, zoneout, projection), dynamic B and T.
+the cells those cannot express (layer norm, zoneout, projection) and for padded batches (lengths=), dynamic
+B and T.
 
 Each model is exported once from one example, then run by onnxruntime on fresh inputs of other lengths T and
 batch sizes B and compared with the eager model (float32, 1e-5).
@@ -113,14 +114,65 @@ def test_a_model_around_the_layers(tmp_path):
     check_export(model, lambda T, B: (torch.randint(0, 11, (B, T)),), tmp_path)
 
 
-def test_lengths_are_not_supported():
+PADDED = [
+    (rn.GRU, {"num_layers": 2, "bidirectional": True}),
+    (rn.LSTM, {"bidirectional": True, "batch_first": True}),
+    (rn.LSTM, {"layer_norm": True, "zoneout": 0.1, "proj_size": 2, "bidirectional": True}),
+    (rn.RNN, {"nonlinearity": "relu", "num_layers": 2}),
+]
+
+
+@pytest.mark.parametrize("cls,config", PADDED, ids=[f"{c.__name__}-{'-'.join(k)}" for c, k in PADDED])
+def test_lengths_are_an_input(cls, config, tmp_path):
+    """A padded batch with lengths (B,) as a second input: the same outputs and final states as the eager
+    layer, whose padded steps are never read (the padding here is random numbers, not zeros)."""
     class Padded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = cls(I, H, **config)
+
+        def forward(self, x, lengths):
+            return self.rnn(x, lengths=lengths)
+
+    batch_first = config.get("batch_first", False)
+
+    def make_inputs(T, B):
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T                              # the longest fills the batch, as a padded batch's does
+        return torch.randn(*((B, T, I) if batch_first else (T, B, I))), lengths
+
+    torch.manual_seed(0)
+    ops = check_export(Padded(), make_inputs, tmp_path)
+    assert "Scan" in ops, ops
+
+
+def test_packed_sequences_are_not_supported():
+    class Packed(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.rnn = rn.GRU(I, H)
 
-        def forward(self, x, lengths):
-            return self.rnn(x, lengths=lengths)[0]
+        def forward(self, x):
+            return self.rnn(torch.nn.utils.rnn.pack_padded_sequence(x, [4, 2, 1]))[1]
 
-    with pytest.raises(Exception, match="needs a batched 3-D tensor input without lengths, got lengths="):
-        export(Padded(), (torch.randn(4, 3, I), torch.tensor([4, 2, 1])))
+    with pytest.raises(Exception, match="needs a batched 3-D tensor input .*got PackedSequence"):
+        export(Packed(), (torch.randn(4, 3, I),))
+
+
+def test_a_sequence_classifier_with_padded_batches(tmp_path):
+    """rnnkit's text classifier (embedding, bidirectional LSTM with lengths, attention pooling over the valid
+    steps, head) exports whole: token ids and lengths in, class logits out."""
+    from rnnkit.models.classifier import ClassifierConfig, SequenceClassifier
+    from rnnkit.models.recurrent import RecurrentConfig
+
+    torch.manual_seed(0)
+    encoder = RecurrentConfig(cell="lstm", hidden_size=H, num_layers=1, bidirectional=True)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=13, num_classes=3, embedding_size=I,
+                                                pooling="attention", encoder=encoder))
+
+    def make_inputs(T, B):
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+        return torch.randint(0, 13, (B, T)), lengths
+
+    check_export(model, make_inputs, tmp_path)
