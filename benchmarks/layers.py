@@ -1,6 +1,7 @@
-"""Speed of rnnkit.nn layers (LSTM plain and every variant, MinGRU, MinLSTM) vs torch.nn.LSTM: CPU, float32.
+"""Speed of rnnkit.nn layers (LSTM or GRU, plain and every variant; MinGRU, MinLSTM) vs torch.nn, CPU, fp32.
 
-Each row times one rnnkit.nn layer and torch.nn.LSTM of the same size on the same input in the same process,
+Each row times one rnnkit.nn layer and torch.nn.LSTM (or torch.nn.GRU with --cell gru) of the same size on
+the same input in the same process,
 alternating run by run (so a burst of load from other processes hits both), and reports the ratio
 rnnkit / torch (1.00 = as fast; above 1 = slower). Both are in training mode, so the stochastic variants draw
 their masks on every call. "forward" runs under torch.no_grad(); "forward+backward" is loss = sum(output * r)
@@ -9,11 +10,12 @@ and autograd for every weight and the input. Each cell is the median over the ti
     .venv/bin/python benchmarks/layers.py            # about 2 minutes on a 2-core machine
     .venv/bin/python benchmarks/layers.py --quick    # fewer repeats, under a minute
     .venv/bin/python benchmarks/layers.py --only plain,MinGRU,MinLSTM --threads 1   # a subset, 1 thread
+    .venv/bin/python benchmarks/layers.py --cell gru --only plain,layer_norm,zoneout,all_four
 
 Plain configurations run torch's own fused kernel (ratio ~1); weight_drop alone also does (on W_hh * M);
-layer_norm, recurrent_dropout and zoneout run the pure-torch time scan (a Python loop of small kernels), whose
-cost is per-step overhead: small at large batch, large at B=1. MinGRU and MinLSTM (rnnkit/nn/minimal.py) run
-the log-space parallel scan: all T steps in a few big kernels (cumsum, logcumsumexp), no loop over time.
+layer_norm, recurrent_dropout and zoneout run rnnkit's C++ kernels (rnnkit/kernels; `RNNKIT_KERNELS=scan`
+times the pure-torch scan, their slow twin, instead). MinGRU and MinLSTM (rnnkit/nn/minimal.py) run the
+log-space parallel scan: all T steps in a few big kernels (cumsum, logcumsumexp), no loop over time.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from timing import median_ms  # benchmarks/timing.py (scripts run from their fol
 from rnnkit import nn as rnn
 
 CONFIGS = ((100, 64, 256), (200, 32, 128), (1000, 1, 64))     # (T, B, H), I = H
-LSTM_VARIANTS = {   # --only key: (row label, rnnkit.nn.LSTM keyword arguments)
+CELLS = {"lstm": (torch.nn.LSTM, rnn.LSTM), "gru": (torch.nn.GRU, rnn.GRU)}   # --cell: (baseline, ours)
+LSTM_VARIANTS = {   # --only key: (row label, rnnkit.nn.LSTM / GRU keyword arguments)
     "plain": ("plain (fused)", {}),
     "weight_drop": ("weight_drop=0.5 (fused)", {"weight_drop": 0.5}),
     "layer_norm": ("layer_norm", {"layer_norm": True}),
@@ -48,11 +51,11 @@ def label(key: str) -> str:
     return LSTM_VARIANTS[key][0] if key in LSTM_VARIANTS else f"{key} (parallel scan)"
 
 
-def make_layer(key: str, H: int, baseline: torch.nn.LSTM) -> torch.nn.Module:
-    """The rnnkit.nn layer of row `key` with I = H; LSTM variants start from the baseline's weights."""
+def make_layer(key: str, H: int, baseline: torch.nn.Module, cell: str) -> torch.nn.Module:
+    """The rnnkit.nn layer of row `key` with I = H; LSTM / GRU variants start from the baseline's weights."""
     if key in MINIMAL:
         return MINIMAL[key](H, H)
-    layer = rnn.LSTM(H, H, **LSTM_VARIANTS[key][1])
+    layer = CELLS[cell][1](H, H, **LSTM_VARIANTS[key][1])
     layer.load_state_dict(baseline.state_dict(), strict=False)
     return layer
 
@@ -71,10 +74,10 @@ def timers(layer: torch.nn.Module, x: torch.Tensor, r: torch.Tensor):
     return forward, forward_backward
 
 
-def bench(T: int, B: int, H: int, key: str, repeats: int, warmup: int) -> tuple[float, ...]:
+def bench(T: int, B: int, H: int, key: str, repeats: int, warmup: int, cell: str) -> tuple[float, ...]:
     torch.manual_seed(0)
-    baseline = torch.nn.LSTM(H, H)
-    ours = make_layer(key, H, baseline)
+    baseline = CELLS[cell][0](H, H)
+    ours = make_layer(key, H, baseline, cell)
     x = torch.randn(T, B, H, requires_grad=True)
     r = torch.randn(T, B, H)
     if key == "plain":   # time only what agrees
@@ -108,6 +111,8 @@ def main(argv=None) -> None:
                         help=f"comma-separated rows to run, from {','.join(ROWS)} (default: all)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch.set_num_threads (default: torch's default)")
+    parser.add_argument("--cell", choices=sorted(CELLS), default="lstm",
+                        help="the variants' cell and the baseline: torch.nn.LSTM or GRU (default: lstm)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error(f"--repeats and --threads must be >= 1 and --warmup >= 0, "
@@ -120,14 +125,14 @@ def main(argv=None) -> None:
     repeats = 3 if args.quick else args.repeats
     print("\n".join(describe()))
     print(f"- median of {repeats} timed runs ({3 * repeats} for the fused and parallel-scan rows) "
-          f"after {args.warmup} warm-up run(s)\n")
+          f"after {args.warmup} warm-up run(s); baseline torch.nn.{CELLS[args.cell][0].__name__}\n")
     print("| T, B, H | rnnkit.nn layer | fwd ms | torch fwd ms | fwd ratio | fwd+bwd ms | torch fwd+bwd ms | "
           "fwd+bwd ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for T, B, H in CONFIGS:
         for key in (key for key in ROWS if key in only):
             n = 3 * repeats if key in FAST else repeats
-            fwd, torch_fwd, both, torch_both = bench(T, B, H, key, n, args.warmup)
+            fwd, torch_fwd, both, torch_both = bench(T, B, H, key, n, args.warmup, args.cell)
             print(f"| {T}, {B}, {H} | {label(key)} | {fwd:.1f} | {torch_fwd:.1f} | {fwd / torch_fwd:.2f} | "
                   f"{both:.1f} | {torch_both:.1f} | {both / torch_both:.2f} |", flush=True)
 
