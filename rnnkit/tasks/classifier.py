@@ -530,6 +530,7 @@ def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
         metrics=lambda: classification_metrics(K),
         monitor="accuracy",
         monitor_mode="max",
+        tiebreak="loss",  # equal accuracies (a small validation set): the lower cross-entropy
         units={"loss": "cross-entropy (nats)", "accuracy": "accuracy", "macro_f1": "macro-F1"},
         metadata={"config": to_dict(config), "encoding": encoding.to_json()},
     )

@@ -49,6 +49,9 @@ class Task:
             {metric name: value} and is logged with a "valid_" prefix.
         monitor: the metric (without "valid_") that selects the best model and drives early stopping.
         monitor_mode: "min" or "max": whether a smaller or a larger `monitor` is better.
+        tiebreak: a metric (without "valid_") that decides between validations of equal `monitor`, smaller
+            better: e.g. the loss for accuracy, which on a small validation set often ties an undertrained
+            early model with a better later one. "" = the first of equal validations stays.
         units: metric name -> axis label for the plots, e.g. {"loss": "cross-entropy (nats)"}.
         plot: extras of the plots (rnnkit.train.plots): {"subtitle": what was trained, "references":
             {metric: [[level, label], ...]} (dashed lines), "secondary": {metric: [label, factor]} (a second
@@ -64,6 +67,7 @@ class Task:
     metrics: Callable[[], dict[str, Any]] = lambda: {"loss": MeanLoss()}
     monitor: str = "loss"
     monitor_mode: str = "min"
+    tiebreak: str = ""
     units: dict[str, str] = field(default_factory=dict)
     plot: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)

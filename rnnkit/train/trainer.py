@@ -115,12 +115,14 @@ def monitored(task: Task, config: TrainerConfig) -> tuple[str, str]:
 
 
 class ExportModel(Callback):
-    """Write model.safetensors when the monitored metric improves, model-last.safetensors at the end."""
+    """Write model.safetensors when the monitored metric improves (or, with the task's tiebreak metric, stays
+    level while the tiebreak improves), model-last.safetensors at the end."""
 
     def __init__(self, run_dir: Path, task: Task, monitor: str, mode: str):
         self.run_dir, self.task, self.monitor = run_dir, task, monitor
+        self.tiebreak = f"valid_{task.tiebreak}" if task.tiebreak else ""
         self.sign = 1.0 if mode == "min" else -1.0
-        self.best = float("inf")  # of sign * metric: smaller is better
+        self.best = (float("inf"), float("inf"))  # (sign * metric, tiebreak metric): smaller is better
 
     def _save(self, trainer: pl.Trainer, name: str) -> None:
         if trainer.is_global_zero:
@@ -148,30 +150,38 @@ class ExportModel(Callback):
                     f"trainer.monitor: no validation metric {self.monitor!r}; the task logs {known}"
                 )
             return
-        if self.sign * float(value) >= self.best:
+        score = self._score(trainer.callback_metrics)
+        if score >= self.best:
             return
-        self.best = self.sign * float(value)
+        self.best = score
         self._save(trainer, "model.safetensors")
+
+    def _score(self, metrics) -> tuple[float, float]:
+        value = metrics.get(self.monitor)
+        tiebreak = metrics.get(self.tiebreak) if self.tiebreak else None
+        return (float("inf") if value is None else self.sign * float(value),
+                float("inf") if tiebreak is None else float(tiebreak))
 
     def on_train_end(self, trainer, pl_module):
         self._save(trainer, "model-last.safetensors")
-        if self.best == float("inf"):
+        if self.best[0] == float("inf"):
             self._save(trainer, "model.safetensors")
 
     def state_dict(self):
-        return {"best": self.best}
+        return {"best": list(self.best)}
 
     def load_state_dict(self, state_dict):
-        self.best = min(state_dict["best"], self._best_on_disk())
+        best = state_dict["best"]   # a checkpoint of an earlier version holds the monitored value alone
+        best = tuple(best) if isinstance(best, list | tuple) else (float(best), float("inf"))
+        self.best = min(best, self._best_on_disk())
 
-    def _best_on_disk(self) -> float:
-        """sign * the monitored metric of model.safetensors: a validation after the last checkpoint (the one
-        at a run's final step) may have exported a model that the checkpoint's `best` has not seen."""
+    def _best_on_disk(self) -> tuple[float, float]:
+        """The score of model.safetensors: a validation after the last checkpoint (the one at a run's final
+        step) may have exported a model that the checkpoint's `best` has not seen."""
         path = self.run_dir / "model.safetensors"
         if not path.is_file():
-            return float("inf")
-        value = load_model_file(path)[1].get("metrics", {}).get(self.monitor)
-        return float("inf") if value is None else self.sign * float(value)
+            return (float("inf"), float("inf"))
+        return self._score(load_model_file(path)[1].get("metrics", {}))
 
 
 def _resume_checkpoint_callback(run_dir: Path, every_n_steps: int) -> ModelCheckpoint:
