@@ -89,8 +89,8 @@ class ClassifierConfig:
         if self.init_from_backward and not (self.init_from and self.encoder.bidirectional):
             raise ValueError("model.init_from_backward starts the reverse direction of a bidirectional "
                              "encoder from a backward language model: it needs model.init_from (the forward "
-                             "one) and "
-                             f"model.encoder.bidirectional true, got init_from {self.init_from!r} and "
+                             "one) and model.encoder.bidirectional true, got init_from "
+                             f"{self.init_from!r} and "
                              f"bidirectional {self.encoder.bidirectional}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
@@ -215,6 +215,15 @@ class SequenceClassifier(nn.Module):
         return logits, F.cross_entropy(logits, targets)
 
 
+def _check_same_keys(ours: dict, theirs: dict, part: str, where: str) -> None:
+    """A ValueError naming the first weight that only one side has (the cells or variants differ)."""
+    for key in [*ours, *(k for k in theirs if k not in ours)]:
+        if key not in ours or key not in theirs:
+            side = "language model" if key in theirs else "classifier"
+            raise ValueError(f"{where}: only the {side} has {part}.{key} (the encoders' cells or variants "
+                             "differ)")
+
+
 def copy_pretrained(model: SequenceClassifier, embedding: nn.Module, encoder: nn.Module, where: str) -> None:
     """Set the model's embedding and encoder to exact copies of a pretrained model's (a language model's
     `embedding` and `rnn`); a missing, unexpected or differently sized weight is a ValueError naming it.
@@ -230,11 +239,8 @@ def copy_pretrained(model: SequenceClassifier, embedding: nn.Module, encoder: nn
     """
     for part, source in (("embedding", embedding), ("encoder", encoder)):
         theirs, ours = source.state_dict(), getattr(model, part).state_dict()
-        for key in [*ours, *(k for k in theirs if k not in ours)]:
-            if key not in ours or key not in theirs:
-                side = "language model" if key in theirs else "classifier"
-                raise ValueError(f"{where}: only the {side} has {part}.{key} (the encoders' cells or "
-                                 "variants differ)")
+        _check_same_keys(ours, theirs, part, where)
+        for key in ours:
             if theirs[key].shape != ours[key].shape:
                 raise ValueError(f"{where}: the language model's {part}.{key} is {tuple(theirs[key].shape)}, "
                                  f"this classifier's {tuple(ours[key].shape)}")
@@ -276,16 +282,12 @@ def copy_pretrained_bidirectional(model: SequenceClassifier, forward: tuple[nn.M
         raise ValueError(f"{where}: the two language models' embeddings are {E_f} + {E_b} wide, this "
                          f"classifier's model.embedding_size is {model.embedding.embedding_dim}: set it to "
                          f"{E_f + E_b}")
-    for key in [*ours, *(k for k in sources if k not in ours)]:
-        if key not in ours or key not in sources:
-            side = "language models" if key in sources else "classifier"
-            raise ValueError(f"{where}: only the {side} have encoder.{key} (the encoders' cells or variants "
-                             "differ)")
-        mine, theirs = ours[key].shape, sources[key].shape
+    _check_same_keys(ours, sources, "encoder", where)
+    for key, tensor in ours.items():
+        mine, theirs = tensor.shape, sources[key].shape
         if key.startswith("weight_ih_l"):  # (G, in_f + in_b): the pair's two input widths side by side
             pair = key.removesuffix("_reverse")
-            widths = [sources[k].shape[1] for k in (pair, f"{pair}_reverse") if k in sources]
-            theirs = (theirs[0], sum(widths) if len(widths) == 2 else -1)
+            theirs = (theirs[0], sources[pair].shape[1] + sources[f"{pair}_reverse"].shape[1])
         if tuple(mine) != tuple(theirs):
             raise ValueError(f"{where}: the language models give encoder.{key} the shape {tuple(theirs)}, "
                              f"this classifier's is {tuple(mine)}")
@@ -297,9 +299,7 @@ def copy_pretrained_bidirectional(model: SequenceClassifier, forward: tuple[nn.M
             if not key.startswith("weight_ih_l"):
                 tensor.copy_(source)
                 continue
-            tensor.zero_()  # the forward direction reads the first block of its input, the reverse the last
-            width = source.shape[1]
-            if key.endswith("_reverse"):
-                tensor[:, tensor.shape[1] - width:] = source
-            else:
-                tensor[:, :width] = source
+            width = source.shape[1]   # forward reads its input's first block, reverse the last
+            tensor.zero_()
+            columns = slice(tensor.shape[1] - width, None) if key.endswith("_reverse") else slice(0, width)
+            tensor[:, columns] = source

@@ -446,10 +446,11 @@ def pretrained_language_models(config: ClassifierRunConfig):
         raise ValueError(f"model.init_from {model.init_from}: a language model reads forward only; a "
                          "bidirectional classifier needs a backward one too (model.init_from_backward), or "
                          "set model.encoder.bidirectional false")
-    if not model.init_from_backward:
-        lm, vocab = load_pretrained(model.init_from, config, model.embedding_size)
-        return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase), None
-    lm, vocab = load_pretrained(model.init_from, config, None)  # the embeddings' sum: at the copy
+    bidirectional = bool(model.init_from_backward)  # then the two embeddings' sum is checked at the copy
+    lm, vocab = load_pretrained(model.init_from, config, None if bidirectional else model.embedding_size)
+    tokenizer = PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase)
+    if not bidirectional:
+        return lm, tokenizer, None
     lm_b, vocab_b = load_pretrained(model.init_from_backward, config, None)
     index_b = {w: i for i, w in enumerate(vocab_b.tokens)}
     unk = index_b.get(vocab_b.unk, 0)
@@ -457,7 +458,7 @@ def pretrained_language_models(config: ClassifierRunConfig):
     missing = sum(w not in index_b for w in vocab.tokens)
     print(f"model.init_from_backward {model.init_from_backward}: {missing:,} of the forward model's "
           f"{len(vocab):,} words are not in its vocabulary (they start from its <unk> row)", file=sys.stderr)
-    return lm, PretrainedWordTokenizer(vocab.tokens, vocab.unk, config.data.lowercase), (lm_b, rows)
+    return lm, tokenizer, (lm_b, rows)
 
 
 def build(config: ClassifierRunConfig, resume_dir: Path | None) -> BuiltTask:
