@@ -98,6 +98,7 @@ def _setup_context(ctx, inputs, output):
     (_, _, _, w_hh, b_hh, ln_hh_weight, _, ln_c_weight, _, w_hr, recurrent_mask, zoneout_h, zoneout_c,
      ctx.zoneout_h_p, ctx.zoneout_c_p, lengths, _) = inputs
     ctx.has_bias = b_hh is not None
+    ctx.set_materialize_grads(False)      # no zero tensors for the saved outputs nobody differentiates
     ctx.save_for_backward(w_hh, ln_hh_weight, ln_c_weight, w_hr, recurrent_mask, zoneout_h, zoneout_c,
                           lengths, *output[_SAVED])
 

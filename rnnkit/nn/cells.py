@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .variants import layer_norm
@@ -44,11 +45,14 @@ class CellParams(NamedTuple):
 
 
 def input_projection(x: Tensor, p: CellParams) -> Tensor:
-    """xp = LN_ih(x W_ih^T) + b_ih for all steps at once: (T, B, I) -> (T, B, G)."""
-    xp = x @ p.W_ih.T                                     # (T, B, G)
-    if p.ln_ih is not None:
-        xp = layer_norm(xp, *p.ln_ih)
-    return xp if p.b_ih is None else xp + p.b_ih
+    """xp = LN_ih(x W_ih^T) + b_ih for all steps at once: (T, B, I) -> (T, B, G).
+
+    b_ih is added inside another kernel, not as a pass of its own: the GEMM's (F.linear), or the layer
+    norm's shift (LN_ih(v) + b_ih = xhat gamma + (beta + b_ih))."""
+    if p.ln_ih is None:
+        return F.linear(x, p.W_ih, p.b_ih)                # (T, B, G)
+    gamma, beta = p.ln_ih
+    return layer_norm(x @ p.W_ih.T, gamma, beta if p.b_ih is None else beta + p.b_ih)
 
 
 def hidden_projection(h: Tensor, p: CellParams, mask: Tensor | None) -> Tensor:

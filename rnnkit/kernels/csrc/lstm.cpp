@@ -28,6 +28,7 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace {
@@ -105,6 +106,51 @@ void matmul(scalar_t* out, const scalar_t* a, const Tensor& m, int64_t B) {
     }
   }
 }
+
+// MKL's packed GEMM, where torch was built with MKL (weak symbols: null without it): M packed once per call
+// instead of inside each of the T per-step GEMMs, about 20% faster a step (docs/benchmarks.md).
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                      const float* src, int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   // MKL's CBLAS enums
+
+// out (B, N) = a (B, K) @ M (K, N) for one M and one B at every step of a call: `matmul`, or MKL's packed
+// GEMM for float32 at more than SMALL_ROWS rows.
+template <typename scalar_t>
+struct Gemm {
+  const Tensor& M;
+  int64_t B;
+  Tensor packed;   // MKL's packed copy of M, or undefined
+
+  Gemm(const Tensor& M_, int64_t B_) : M(M_), B(B_) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (M.defined() && B > SMALL_ROWS && cblas_sgemm_pack_get_size && cblas_sgemm_pack &&
+          cblas_sgemm_compute) {
+        const int64_t K = M.size(0), N = M.size(1);
+        const size_t bytes = cblas_sgemm_pack_get_size(B_MATRIX, B, N, K);
+        packed = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 1}, M.options());
+        cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, NO_TRANS, B, N, K, 1.0f, M.const_data_ptr<float>(), N,
+                         packed.data_ptr<float>());
+      }
+    }
+  }
+
+  void operator()(scalar_t* out, const scalar_t* a) const {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (packed.defined()) {
+        const int64_t K = M.size(0), N = M.size(1);
+        cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, B, N, K, a, K, packed.const_data_ptr<float>(), N,
+                            0.0f, out, N);
+        return;
+      }
+    }
+    matmul<scalar_t>(out, a, M, B);
+  }
+};
 
 // body(b) for every batch row; on several threads when the rows hold enough work (width elements each).
 template <typename F>
@@ -205,6 +251,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   const bool projected = given(w_hr_), ln_hh = ln_hh_weight.defined(), ln_c = ln_c_weight.defined();
   const Tensor w_hh_t = w_hh_.t().contiguous();                               // (P, 4H)
   const Tensor w_hr_t = projected ? w_hr_->t().contiguous() : Tensor();        // (H, P)
+  const Gemm<scalar_t> gemm_hh(w_hh_t, B), gemm_hr(w_hr_t, B);
 
   // With `save` (a backward will run) every step's values stay in (T, B, .) buffers; without, one step's
   // (the states: two, the old and the new) are reused at every step.
@@ -224,7 +271,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   Tensor r = buffer(projected, {S, B, H});                                    // o tanh(LN_c(c~))
   Tensor xhat_hh = buffer(ln_hh, {S, B, G}), rstd_hh = buffer(ln_hh, {S, B});
   Tensor xhat_c = buffer(ln_c, {S, B, H}), rstd_c = buffer(ln_c, {S, B});
-  Tensor u_step = at::empty({B, G}, options);                                 // u when not saved
+  Tensor u_step = at::empty({B, G}, options);   // u of one step: the GEMM writes hot memory, not fresh pages
   Tensor h_tilde = buffer(projected, {B, P});
 
   const scalar_t* xp_p = xp.const_data_ptr<scalar_t>();
@@ -260,8 +307,8 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       });
       h_used = h_masked;
     }
-    scalar_t* u = ln_hh ? xhat_hh_p + saved0 * G : u_step_p;                   // (B, 4H)
-    matmul<scalar_t>(u, h_used, w_hh_t, B);                                   // u = (h * m) W_hh^T
+    scalar_t* u = u_step_p;                                                   // (B, 4H)
+    gemm_hh(u, h_used);                                                       // u = (h * m) W_hh^T
 
     // The new state of row b from h~ (B, P) and r: zoneout, then the length mask; y_t.
     auto finish_h = [&](int64_t b, const scalar_t* h_new) {
@@ -285,13 +332,14 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
         std::copy_n(c_prev + b * H, H, c_next + b * H);
         std::fill_n(gates_p + row * G, G, scalar_t(0));
         std::fill_n(tanh_p + row * H, H, scalar_t(0));
-        if (ln_hh) std::fill_n(u + b * G, G, scalar_t(0)), rstd_hh_p[row] = 0;
+        if (ln_hh) std::fill_n(xhat_hh_p + row * G, G, scalar_t(0)), rstd_hh_p[row] = 0;
         if (ln_c) std::fill_n(xhat_c_p + row * H, H, scalar_t(0)), rstd_c_p[row] = 0;
         if (projected) std::fill_n(r_row, H, scalar_t(0));
         else finish_h(b, nullptr);
         return;
       }
-      scalar_t* u_row = u + b * G;
+      const scalar_t* u_row = u + b * G;
+      scalar_t* xhat_row = ln_hh ? xhat_hh_p + row * G : nullptr;
       scalar_t* gate = gates_p + row * G;
       const scalar_t* xp_row = xp_p + (row0 + b) * G;
       scalar_t mean = 0, rstd = 0;
@@ -300,9 +348,9 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
         for_lanes<scalar_t>(H, [&](int64_t j0, int64_t k) {
           const int64_t j = q * H + j0;
           V a = V::loadu(u_row + j, k);
-          if (ln_hh) {                                                        // x-hat, kept in u's place
+          if (ln_hh) {                                                        // x-hat, kept
             a = (a - V(mean)) * V(rstd);
-            a.store(u_row + j, k);
+            a.store(xhat_row + j, k);
             a = a * V::loadu(gamma_hh + j, k) + V::loadu(beta_hh + j, k);
           }
           if (b_p) a = a + V::loadu(b_p + j, k);
@@ -336,7 +384,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       if (!projected) finish_h(b, out);                                      // in place: h~ -> h_t
     });
     if (projected) {                                                          // h~ = r W_hr^T, then the state
-      matmul<scalar_t>(h_tilde_p, r_p + saved0 * H, w_hr_t, B);
+      gemm_hr(h_tilde_p, r_p + saved0 * H);
       for_rows(B, P, [&](int64_t b) { finish_h(b, h_tilde_p + b * P); });
     }
   }
@@ -375,13 +423,18 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   const Tensor zoneout_h = contiguous(zoneout_h_), zoneout_c = contiguous(zoneout_c_);
   const bool projected = given(w_hr_), ln_hh = ln_hh_weight.defined(), ln_c = ln_c_weight.defined();
   const Tensor w_hr = projected ? w_hr_->contiguous() : Tensor();              // (P, H)
+  const Gemm<scalar_t> gemm_hh(w_hh, B), gemm_hr(w_hr, B);
 
   auto options = gates.options();
   Tensor d_xp = at::empty({T, B, G}, options);                                // dL/da
   Tensor d_u = ln_hh ? at::empty({T, B, G}, options) : d_xp;                  // dL/du, u = (h * m) W_hh^T
   Tensor d_h_tilde = at::empty({projected ? T : 1, B, P}, options);           // dL/dh~ (all steps with W_hr)
   Tensor d_r = at::empty({projected ? B : 0, H}, options);                    // dL/dr = dL/dh~ W_hr
-  Tensor d_cn = at::empty({ln_c ? T : 1, B, H}, options);                    // dL/dLN_c(c~) (T: with LN_c)
+  Tensor d_cn = at::empty({B, H}, options);                                   // dL/dLN_c(c~) of one step
+  // The layer norms' weight gradients, sums over all T * B rows: one row of partial sums per thread (no
+  // (T, B, .) products to allocate), added up after the loop. Columns: gamma_hh (G), gamma_c, beta_c (H).
+  const int64_t n_sums = (ln_hh ? G : 0) + (ln_c ? 2 * H : 0);
+  Tensor sums = at::zeros({at::get_num_threads(), n_sums}, options);
   Tensor dh_gemm = at::zeros({B, P}, options), dh_direct = d_h_n.contiguous().clone();
   Tensor dc = d_c_n.contiguous().clone();
 
@@ -398,6 +451,13 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   scalar_t *d_ht_p = d_h_tilde.data_ptr<scalar_t>(), *d_r_p = projected ? d_r.data_ptr<scalar_t>() : nullptr;
   scalar_t *d_cn_p = d_cn.data_ptr<scalar_t>(), *dh_gemm_p = dh_gemm.data_ptr<scalar_t>();
   scalar_t *dh_direct_p = dh_direct.data_ptr<scalar_t>(), *dc_p = dc.data_ptr<scalar_t>();
+  scalar_t* sums_p = sums.data_ptr<scalar_t>();
+  auto accumulate = [](scalar_t* sum, const scalar_t* a, const scalar_t* b, int64_t n) {   // sum += a * b
+    for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
+      const V v = b ? V::loadu(a + j, k) * V::loadu(b + j, k) : V::loadu(a + j, k);
+      (V::loadu(sum + j, k) + v).store(sum + j, k);
+    });
+  };
 
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t row0 = t * B;
@@ -427,13 +487,14 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
       const int64_t row = row0 + b;
       scalar_t* d_a = d_xp_p + row * G;
       scalar_t* d_u_row = d_u_p + row * G;
-      scalar_t* d_cn_row = d_cn_p + (ln_c ? row : b) * H;
+      scalar_t* d_cn_row = d_cn_p + b * H;
       if (len != nullptr && t >= len[b]) {                                   // padding: no gradient
         std::fill_n(d_a, G, scalar_t(0));
         if (ln_hh) std::fill_n(d_u_row, G, scalar_t(0));
-        if (ln_c) std::fill_n(d_cn_row, H, scalar_t(0));
         return;
       }
+      scalar_t* mine = sums_p + at::get_thread_num() * n_sums;               // this thread's partial sums
+      scalar_t *sum_gamma_hh = mine, *sum_gamma_c = mine + (ln_hh ? G : 0), *sum_beta_c = sum_gamma_c + H;
       const scalar_t* gate = gates_p + row * G;
       const scalar_t* th = tanh_p + row * H;
       const scalar_t* c_prev = cs_p + row * H;
@@ -445,6 +506,8 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
       });
       const scalar_t* d_c_tilde = d_cn_row;                                   // dL/dc~ through h~
       if (ln_c) {
+        accumulate(sum_gamma_c, d_cn_row, xhat_c_p + row * H, H);
+        accumulate(sum_beta_c, d_cn_row, nullptr, H);
         scalar_t* d_c_ln = d_a;                                              // scratch: d_a's i slice
         normalise_backward(d_c_ln, d_cn_row, xhat_c_p + row * H, gamma_c, rstd_c_p[row], H);
         d_c_tilde = d_c_ln;
@@ -462,12 +525,15 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
         (d_o * o * (V(1) - o)).store(d_a + 3 * H + j, k);
         (dc_all * f + d * dc_t).store(dc_row + j, k);                         // dL/dc_{t-1}
       });
-      if (ln_hh) normalise_backward(d_u_row, d_a, xhat_hh_p + row * G, gamma_hh, rstd_hh_p[row], G);
+      if (ln_hh) {
+        accumulate(sum_gamma_hh, d_a, xhat_hh_p + row * G, G);
+        normalise_backward(d_u_row, d_a, xhat_hh_p + row * G, gamma_hh, rstd_hh_p[row], G);
+      }
     };
 
     if (projected) {
       for_rows(B, P, state_h);
-      matmul<scalar_t>(d_r_p, d_ht, w_hr, B);                                 // dL/dr = dL/dh~ W_hr
+      gemm_hr(d_r_p, d_ht);                                                   // dL/dr = dL/dh~ W_hr
       for_rows(B, G, [&](int64_t b) { gates_row(b, d_r_p + b * H); });
     } else {
       for_rows(B, G, [&](int64_t b) {
@@ -475,7 +541,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
         gates_row(b, d_ht + b * P);
       });
     }
-    matmul<scalar_t>(dh_gemm_p, d_u_p + row0 * G, w_hh, B);                   // d_u W_hh, into dL/dh_{t-1}
+    gemm_hh(dh_gemm_p, d_u_p + row0 * G);                                     // d_u W_hh, into dL/dh_{t-1}
   }
   Tensor d_h0 = dh_direct + (m_p ? dh_gemm * recurrent_mask : dh_gemm);
   Tensor empty = at::empty({0}, options);
@@ -487,13 +553,14 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   }
   if (grad_w_hr) d_w_hr = at::mm(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H}));
   if (grad_b_hh || ln_hh) d_b_hh = d_xp.sum({0, 1});
+  const Tensor sum = sums.sum(0);
   if (ln_hh) {
-    d_ln_hh_weight = (d_xp * xhat_hh).sum({0, 1});
+    d_ln_hh_weight = sum.narrow(0, 0, G).clone();   // outputs never alias
     d_ln_hh_bias = d_b_hh.clone();                                            // hp = LN_hh(u) + b_hh
   }
   if (ln_c) {
-    d_ln_c_weight = (d_cn * xhat_c).sum({0, 1});
-    d_ln_c_bias = d_cn.sum({0, 1});
+    d_ln_c_weight = sum.narrow(0, ln_hh ? G : 0, H).clone();
+    d_ln_c_bias = sum.narrow(0, (ln_hh ? G : 0) + H, H).clone();
   }
   if (!grad_b_hh) d_b_hh = empty;
   return {d_xp, d_h0, dc, d_w_hh, d_b_hh, d_ln_hh_weight, d_ln_hh_bias, d_ln_c_weight, d_ln_c_bias, d_w_hr};
