@@ -1,6 +1,7 @@
-// Helpers shared by the GRU and RNN kernels (csrc/gru.cpp, csrc/rnn.cpp): vector lanes, the small-batch
-// GEMM, rows across threads, layer-norm statistics and the input checks (`check_inputs`). Each cell is still
-// its own small library (kernels/build.py); this header is compiled into each, inside its anonymous namespace.
+// Helpers shared by the LSTM, GRU and RNN kernels (csrc/lstm.cpp, gru.cpp, rnn.cpp): vector lanes, sigmoid,
+// the per-step GEMM (`Gemm`: our loop for a few rows, MKL's packed GEMM or ATen's for more), rows across
+// threads, layer-norm statistics and the GRU / RNN input checks (`check_inputs`). Each cell is still its own
+// small library (kernels/build.py); this header is compiled into each, inside its anonymous namespace.
 
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace {
@@ -74,10 +76,60 @@ void matmul(const scalar_t* in, const Tensor& M, scalar_t* out, int64_t B) {
   }
 }
 
+// MKL's packed GEMM where torch was built with MKL (weak symbols: null without it), so the recurrent weight
+// is packed once per call instead of inside each of the T per-step GEMMs (docs/benchmarks.md).
+extern "C" {
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
+                      const float* src, int ld, float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
+}
+constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   // MKL's CBLAS enums
+
+// out (B, N) = in (B, K) M for one M (K, N) and one B at every step of a call: `matmul`, or for float32 at
+// more than SMALL_ROWS rows MKL's packed GEMM when torch has it (M packed here, once).
+template <typename scalar_t>
+struct Gemm {
+  Tensor M;
+  int64_t B;
+  Tensor packed;   // MKL's packed copy of M, or undefined
+
+  Gemm(const Tensor& M_, int64_t B_) : M(M_), B(B_) {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (M.defined() && B > SMALL_ROWS && cblas_sgemm_pack_get_size && cblas_sgemm_pack &&
+          cblas_sgemm_compute) {
+        const int64_t K = M.size(0), N = M.size(1);
+        const size_t floats = cblas_sgemm_pack_get_size(B_MATRIX, B, N, K) / sizeof(float) + 1;
+        packed = at::empty({static_cast<int64_t>(floats)}, M.options());
+        cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, NO_TRANS, B, N, K, 1.0f, M.const_data_ptr<float>(), N,
+                         packed.mutable_data_ptr<float>());
+      }
+    }
+  }
+
+  void operator()(const scalar_t* in, scalar_t* out) const {
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (packed.defined()) {
+        const int64_t K = M.size(0), N = M.size(1);
+        cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, B, N, K, in, K, packed.const_data_ptr<float>(), N,
+                            0.0f, out, N);
+        return;
+      }
+    }
+    matmul(in, M, out, B);
+  }
+};
+
+template <typename scalar_t>
+inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
+  return (Vec<scalar_t>(1) + x.neg().exp()).reciprocal();
+}
+
 // f(b) for every batch row, across threads when the pass is large enough to pay for them.
 template <typename F>
 inline void for_rows(int64_t B, int64_t width, const F& f) {
-  at::parallel_for(0, B, std::max<int64_t>(1, ROW_GRAIN / width), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B, std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(width, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) f(b);
   });
 }

@@ -32,11 +32,6 @@ namespace {
 
 constexpr int64_t GATES = 3;   // G = GATES * H
 
-template <typename scalar_t>
-inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
-  return (Vec<scalar_t>(1) + x.neg().exp()).reciprocal();
-}
-
 // ------------------------------------------------------------------------------------------ the GRU
 
 // Raw pointers to the inputs and buffers of one call, and the pieces of the equations every pass shares.
@@ -122,11 +117,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
   const Tensor W_t = in.W.t().contiguous();                                        // (H, G)
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     const Gru<scalar_t> c(in);
+    const Gemm<scalar_t> gemm(W_t, B);
     scalar_t* hs_ = hs.mutable_data_ptr<scalar_t>();
     scalar_t* u_ = u.mutable_data_ptr<scalar_t>();
     scalar_t* h_in_ = mutable_pointer<scalar_t>(h_in);
     for (int64_t t = 0; t < T; ++t) {
-      matmul(h_in_ ? h_in_ : hs_ + t * B * H, W_t, u_ + t * B * G, B);   // u = (h * m) W_hh^T
+      gemm(h_in_ ? h_in_ : hs_ + t * B * H, u_ + t * B * G);   // u = (h * m) W_hh^T
       for_rows(B, G, [&](int64_t b) {
         forward_row(c, t, b, xp.const_data_ptr<scalar_t>(), u_, hs_, gates.mutable_data_ptr<scalar_t>(),
                     mutable_pointer<scalar_t>(stats), y.mutable_data_ptr<scalar_t>(), h_in_);
@@ -229,12 +225,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
                                 dh_dir.mutable_data_ptr<scalar_t>()};
     const Tensor hs_ = hs.contiguous(), u_ = u.contiguous(), gates_ = gates.contiguous();
     const Tensor stats_ = stats.contiguous();
+    const Gemm<scalar_t> gemm(in.W, B);
     for (int64_t t = T - 1; t >= 0; --t) {
       for_rows(B, G, [&](int64_t b) {
         backward_row(c, d, t, b, hs_.const_data_ptr<scalar_t>(), u_.const_data_ptr<scalar_t>(),
                      gates_.const_data_ptr<scalar_t>(), pointer<scalar_t>(stats_));
       });
-      matmul(d.du + t * B * G, in.W, d.dh_rec, B);    // du_t W_hh: to h_{t-1} * m
+      gemm(d.du + t * B * G, d.dh_rec);    // du_t W_hh: to h_{t-1} * m
     }
   });
   const Tensor h = hs.narrow(0, 0, T).reshape({T * B, H});              // h_0 ... h_{T-1}

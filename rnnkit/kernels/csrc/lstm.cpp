@@ -18,160 +18,9 @@
 // the loop, from the (T, B, .) buffers the forward saved. Padded rows are never computed on: their saved
 // values are zeros, their gradients exact zeros, so NaN in padding reaches no result and no gradient.
 
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-#include <torch/library.h>
-
-#include <algorithm>
-#include <cmath>
-#include <optional>
-#include <tuple>
-#include <type_traits>
-#include <utility>
+#include "common.h"
 
 namespace {
-
-using at::Tensor;
-using OptionalTensor = std::optional<Tensor>;
-template <typename scalar_t>
-using Vec = at::vec::Vectorized<scalar_t>;
-
-constexpr double LAYER_NORM_EPS = 1e-5;   // nn/variants.LAYER_NORM_EPS
-constexpr int64_t SMALL_ROWS = 4;         // GEMMs with at most this many rows run in our own loop
-constexpr int64_t ROW_GRAIN = 16384;      // elements per thread in the pointwise passes
-
-// ------------------------------------------------------------------------------------- vector helpers
-
-// f(j, count) over [0, n) one vector at a time; the last chunk may be partial (loadu / store take count).
-template <typename scalar_t, typename F>
-inline void for_lanes(int64_t n, const F& f) {
-  constexpr int64_t W = Vec<scalar_t>::size();
-  for (int64_t j = 0; j < n; j += W) f(j, std::min(W, n - j));
-}
-
-// sum over [0, n) of the vectors f(j, count), the lanes past count left out.
-template <typename scalar_t, typename F>
-inline scalar_t sum_lanes(int64_t n, const F& f) {
-  using V = Vec<scalar_t>;
-  V acc(0);
-  for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { acc = acc + V::set(V(0), f(j, k), k); });
-  __at_align__ scalar_t lanes[V::size()];
-  acc.store(lanes);
-  scalar_t total = 0;
-  for (int64_t l = 0; l < V::size(); ++l) total += lanes[l];
-  return total;
-}
-
-template <typename scalar_t>
-inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
-  using V = Vec<scalar_t>;
-  return V(1) / (V(1) + x.neg().exp());
-}
-
-// out (B, N) = a (B, K) @ m (K, N), all row-major. A product of a few rows costs less than a BLAS call in
-// this loop, eight vectors of out in registers while k runs; larger ones go to ATen's BLAS.
-template <typename scalar_t>
-void matmul(scalar_t* out, const scalar_t* a, const Tensor& m, int64_t B) {
-  using V = Vec<scalar_t>;
-  constexpr int64_t W = V::size(), BLOCK = 8 * W;
-  const int64_t K = m.size(0), N = m.size(1);
-  if (B > SMALL_ROWS) {
-    Tensor out_ = at::from_blob(out, {B, N}, m.options());
-    at::mm_out(out_, at::from_blob(const_cast<scalar_t*>(a), {B, K}, m.options()), m);
-    return;
-  }
-  const scalar_t* m_ = m.const_data_ptr<scalar_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const scalar_t* a_row = a + b * K;
-    scalar_t* out_row = out + b * N;
-    int64_t n0 = 0;
-    for (; n0 + BLOCK <= N; n0 += BLOCK) {
-      V acc[8] = {V(0), V(0), V(0), V(0), V(0), V(0), V(0), V(0)};
-      for (int64_t k = 0; k < K; ++k) {
-        const V x(a_row[k]);
-        const scalar_t* m_row = m_ + k * N + n0;
-        for (int q = 0; q < 8; ++q) acc[q] = at::vec::fmadd(x, V::loadu(m_row + q * W), acc[q]);
-      }
-      for (int q = 0; q < 8; ++q) acc[q].store(out_row + n0 + q * W);
-    }
-    for (; n0 < N; n0 += W) {   // the columns past the last full block, one vector at a time
-      const int64_t count = std::min(W, N - n0);
-      V acc(0);
-      for (int64_t k = 0; k < K; ++k) {
-        acc = at::vec::fmadd(V(a_row[k]), V::loadu(m_ + k * N + n0, count), acc);
-      }
-      acc.store(out_row + n0, count);
-    }
-  }
-}
-
-// MKL's packed GEMM, where torch was built with MKL (weak symbols: null without it): M packed once per call
-// instead of inside each of the T per-step GEMMs, about 20% faster a step (docs/benchmarks.md).
-extern "C" {
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
-                      const float* src, int ld, float* dest) __attribute__((weak));
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
-                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
-}
-constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   // MKL's CBLAS enums
-
-// out (B, N) = a (B, K) @ M (K, N) for one M and one B at every step of a call: `matmul`, or MKL's packed
-// GEMM for float32 at more than SMALL_ROWS rows.
-template <typename scalar_t>
-struct Gemm {
-  const Tensor& M;
-  int64_t B;
-  Tensor packed;   // MKL's packed copy of M, or undefined
-
-  Gemm(const Tensor& M_, int64_t B_) : M(M_), B(B_) {
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      if (M.defined() && B > SMALL_ROWS && cblas_sgemm_pack_get_size && cblas_sgemm_pack &&
-          cblas_sgemm_compute) {
-        const int64_t K = M.size(0), N = M.size(1);
-        const size_t bytes = cblas_sgemm_pack_get_size(B_MATRIX, B, N, K);
-        packed = at::empty({static_cast<int64_t>(bytes / sizeof(float)) + 1}, M.options());
-        cblas_sgemm_pack(ROW_MAJOR, B_MATRIX, NO_TRANS, B, N, K, 1.0f, M.const_data_ptr<float>(), N,
-                         packed.data_ptr<float>());
-      }
-    }
-  }
-
-  void operator()(scalar_t* out, const scalar_t* a) const {
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      if (packed.defined()) {
-        const int64_t K = M.size(0), N = M.size(1);
-        cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, B, N, K, a, K, packed.const_data_ptr<float>(), N,
-                            0.0f, out, N);
-        return;
-      }
-    }
-    matmul<scalar_t>(out, a, M, B);
-  }
-};
-
-// body(b) for every batch row; on several threads when the rows hold enough work (width elements each).
-template <typename F>
-inline void for_rows(int64_t B, int64_t width, const F& body) {
-  const int64_t grain = std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(width, 1));
-  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) body(b);
-  });
-}
-
-// The layer-norm statistics of one row: mean and rstd = 1 / sqrt(var + eps), x-hat = (v - mean) * rstd.
-template <typename scalar_t>
-inline std::pair<scalar_t, scalar_t> moments(const scalar_t* v, int64_t n) {
-  using V = Vec<scalar_t>;
-  const scalar_t mean = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) { return V::loadu(v + j, k); }) / n;
-  const scalar_t var = sum_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
-                         const V d = V::loadu(v + j, k) - V(mean);
-                         return d * d;
-                       }) / n;
-  return {mean, scalar_t(1) / std::sqrt(var + scalar_t(LAYER_NORM_EPS))};
-}
 
 // dL/dv of v -> x-hat * gamma + beta, from dL/d(output) `d` (n,), x-hat and rstd, written into out:
 // rstd * (d gamma - mean(d gamma) - x-hat mean(d gamma x-hat)).
@@ -308,7 +157,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       h_used = h_masked;
     }
     scalar_t* u = u_step_p;                                                   // (B, 4H)
-    gemm_hh(u, h_used);                                                       // u = (h * m) W_hh^T
+    gemm_hh(h_used, u);                                                       // u = (h * m) W_hh^T
 
     // The new state of row b from h~ (B, P) and r: zoneout, then the length mask; y_t.
     auto finish_h = [&](int64_t b, const scalar_t* h_new) {
@@ -343,7 +192,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       scalar_t* gate = gates_p + row * G;
       const scalar_t* xp_row = xp_p + (row0 + b) * G;
       scalar_t mean = 0, rstd = 0;
-      if (ln_hh) std::tie(mean, rstd) = moments(u_row, G), rstd_hh_p[row] = rstd;
+      if (ln_hh) std::tie(mean, rstd) = layer_norm_stats(u_row, G), rstd_hh_p[row] = rstd;
       for (int q = 0; q < 4; ++q) {                                           // a = xp + LN_hh(u) + b; gates
         for_lanes<scalar_t>(H, [&](int64_t j0, int64_t k) {
           const int64_t j = q * H + j0;
@@ -365,7 +214,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
         c.store(c_row + j, k);
       });
       scalar_t* xhat_c_row = ln_c ? xhat_c_p + row * H : nullptr;
-      if (ln_c) std::tie(mean, rstd) = moments(c_row, H), rstd_c_p[row] = rstd;
+      if (ln_c) std::tie(mean, rstd) = layer_norm_stats(c_row, H), rstd_c_p[row] = rstd;
       scalar_t* tanh_row = tanh_p + row * H;
       scalar_t* out = projected ? r_row : h_next + b * P;                     // r, or h~ = r without W_hr
       for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
@@ -384,7 +233,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       if (!projected) finish_h(b, out);                                      // in place: h~ -> h_t
     });
     if (projected) {                                                          // h~ = r W_hr^T, then the state
-      gemm_hr(h_tilde_p, r_p + saved0 * H);
+      gemm_hr(r_p + saved0 * H, h_tilde_p);
       for_rows(B, P, [&](int64_t b) { finish_h(b, h_tilde_p + b * P); });
     }
   }
@@ -533,7 +382,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
 
     if (projected) {
       for_rows(B, P, state_h);
-      gemm_hr(d_r_p, d_ht);                                                   // dL/dr = dL/dh~ W_hr
+      gemm_hr(d_ht, d_r_p);                                                   // dL/dr = dL/dh~ W_hr
       for_rows(B, G, [&](int64_t b) { gates_row(b, d_r_p + b * H); });
     } else {
       for_rows(B, G, [&](int64_t b) {
@@ -541,7 +390,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
         gates_row(b, d_ht + b * P);
       });
     }
-    gemm_hh(dh_gemm_p, d_u_p + row0 * G);                                     // d_u W_hh, into dL/dh_{t-1}
+    gemm_hh(d_u_p + row0 * G, dh_gemm_p);                                     // d_u W_hh, into dL/dh_{t-1}
   }
   Tensor d_h0 = dh_direct + (m_p ? dh_gemm * recurrent_mask : dh_gemm);
   Tensor empty = at::empty({0}, options);

@@ -120,11 +120,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> rnn_forward(
   const Tensor W_t = in.W.t().contiguous();                                        // (H, H)
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
     const Rnn<scalar_t> c(in, relu);
+    const Gemm<scalar_t> gemm(W_t, B);
     scalar_t* hs_ = hs.mutable_data_ptr<scalar_t>();
     scalar_t* u_ = u.mutable_data_ptr<scalar_t>();
     scalar_t* h_in_ = mutable_pointer<scalar_t>(h_in);
     for (int64_t t = 0; t < T; ++t) {
-      matmul(h_in_ ? h_in_ : hs_ + t * B * H, W_t, u_ + t * B * H, B);   // u = (h * m) W_hh^T
+      gemm(h_in_ ? h_in_ : hs_ + t * B * H, u_ + t * B * H);   // u = (h * m) W_hh^T
       for_rows(B, H, [&](int64_t b) {
         forward_row(c, t, b, xp.const_data_ptr<scalar_t>(), u_, hs_, h_tilde.mutable_data_ptr<scalar_t>(),
                     mutable_pointer<scalar_t>(stats), y.mutable_data_ptr<scalar_t>(), h_in_);
@@ -211,12 +212,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
                                 du.mutable_data_ptr<scalar_t>(), mutable_pointer<scalar_t>(dgamma_rows),
                                 dh_rec.mutable_data_ptr<scalar_t>(), dh_dir.mutable_data_ptr<scalar_t>()};
     const Tensor u_ = u.contiguous(), h_tilde_ = h_tilde.contiguous(), stats_ = stats.contiguous();
+    const Gemm<scalar_t> gemm(in.W, B);
     for (int64_t t = T - 1; t >= 0; --t) {
       for_rows(B, H, [&](int64_t b) {
         backward_row(c, d, t, b, u_.const_data_ptr<scalar_t>(), h_tilde_.const_data_ptr<scalar_t>(),
                      pointer<scalar_t>(stats_));
       });
-      matmul(d.du + t * B * H, in.W, d.dh_rec, B);    // du_t W_hh: to h_{t-1} * m
+      gemm(d.du + t * B * H, d.dh_rec);    // du_t W_hh: to h_{t-1} * m
     }
   });
   const Tensor h = hs.narrow(0, 0, T).reshape({T * B, H});              // h_0 ... h_{T-1}
