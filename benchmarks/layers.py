@@ -11,6 +11,7 @@ and autograd for every weight and the input. Each cell is the median over the ti
     .venv/bin/python benchmarks/layers.py --quick    # fewer repeats, under a minute
     .venv/bin/python benchmarks/layers.py --only plain,MinGRU,MinLSTM --threads 1   # a subset, 1 thread
     .venv/bin/python benchmarks/layers.py --cell gru --only plain,layer_norm,zoneout,all_four
+    .venv/bin/python benchmarks/layers.py --dtype bfloat16 --only plain,layer_norm,zoneout,all_four
 
 Plain configurations run torch's own fused kernel (ratio ~1); weight_drop alone also does (on W_hh * M);
 layer_norm, recurrent_dropout and zoneout run rnnkit's C++ kernels (rnnkit/kernels; `RNNKIT_KERNELS=scan`
@@ -42,6 +43,7 @@ LSTM_VARIANTS = {   # --only key: (row label, rnnkit.nn.LSTM / GRU keyword argum
     "all_four": ("all four",
                  {"layer_norm": True, "recurrent_dropout": 0.25, "zoneout": 0.1, "weight_drop": 0.5}),
 }
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MINIMAL = {"MinGRU": rnn.MinGRU, "MinLSTM": rnn.MinLSTM}   # their own weights: nothing to share with torch's
 ROWS = (*LSTM_VARIANTS, *MINIMAL)
 FAST = ("plain", "weight_drop", *MINIMAL)   # a few big kernels per call: 3x the timed runs
@@ -74,14 +76,17 @@ def timers(layer: torch.nn.Module, x: torch.Tensor, r: torch.Tensor):
     return forward, forward_backward
 
 
-def bench(T: int, B: int, H: int, key: str, repeats: int, warmup: int, cell: str) -> tuple[float, ...]:
+def bench(T: int, B: int, H: int, key: str, repeats: int, warmup: int, cell: str,
+          dtype: torch.dtype = torch.float32) -> tuple[float, ...]:
     torch.manual_seed(0)
     baseline = CELLS[cell][0](H, H)
-    ours = make_layer(key, H, baseline, cell)
-    x = torch.randn(T, B, H, requires_grad=True)
-    r = torch.randn(T, B, H)
+    ours = make_layer(key, H, baseline, cell).to(dtype)
+    baseline = baseline.to(dtype)
+    x = torch.randn(T, B, H, dtype=dtype, requires_grad=True)
+    r = torch.randn(T, B, H, dtype=dtype)
     if key == "plain":   # time only what agrees
-        torch.testing.assert_close(ours(x)[0], baseline(x)[0])
+        tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+        torch.testing.assert_close(ours(x)[0], baseline(x)[0], **tolerance)
     ours_fwd, ours_both = timers(ours, x, r)
     torch_fwd, torch_both = timers(baseline, x, r)
     fwd = median_ms({"ours": ours_fwd, "torch": torch_fwd}, repeats, warmup)
@@ -113,6 +118,9 @@ def main(argv=None) -> None:
                         help="torch.set_num_threads (default: torch's default)")
     parser.add_argument("--cell", choices=sorted(CELLS), default="lstm",
                         help="the variants' cell and the baseline: torch.nn.LSTM or GRU (default: lstm)")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="both layers' dtype (bfloat16: the kernels' GEMMs in bfloat16; "
+                             "default: float32)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error(f"--repeats and --threads must be >= 1 and --warmup >= 0, "
@@ -125,14 +133,16 @@ def main(argv=None) -> None:
     repeats = 3 if args.quick else args.repeats
     print("\n".join(describe()))
     print(f"- median of {repeats} timed runs ({3 * repeats} for the fused and parallel-scan rows) "
-          f"after {args.warmup} warm-up run(s); baseline torch.nn.{CELLS[args.cell][0].__name__}\n")
+          f"after {args.warmup} warm-up run(s); baseline torch.nn.{CELLS[args.cell][0].__name__}, "
+          f"{args.dtype}\n")
     print("| T, B, H | rnnkit.nn layer | fwd ms | torch fwd ms | fwd ratio | fwd+bwd ms | torch fwd+bwd ms | "
           "fwd+bwd ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for T, B, H in CONFIGS:
         for key in (key for key in ROWS if key in only):
             n = 3 * repeats if key in FAST else repeats
-            fwd, torch_fwd, both, torch_both = bench(T, B, H, key, n, args.warmup, args.cell)
+            fwd, torch_fwd, both, torch_both = bench(T, B, H, key, n, args.warmup, args.cell,
+                                                     DTYPES[args.dtype])
             print(f"| {T}, {B}, {H} | {label(key)} | {fwd:.1f} | {torch_fwd:.1f} | {fwd / torch_fwd:.2f} | "
                   f"{both:.1f} | {torch_both:.1f} | {both / torch_both:.2f} |", flush=True)
 

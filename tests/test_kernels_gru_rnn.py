@@ -15,7 +15,7 @@ import itertools
 import pytest
 import torch
 from built import require_kernel
-from oracle import compare
+from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare
 
 from rnnkit import kernels
 from rnnkit import nn as rnn
@@ -139,6 +139,34 @@ def test_layer_equals_scan(layer):
     compare(lambda: forward("cpu"), lambda: forward("scan"), leaves)
     model.eval()                                             # zoneout's expectation, no masks
     compare(lambda: forward("cpu"), lambda: forward("scan"), leaves)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bfloat16_within_its_rounding(mode):
+    """bfloat16 (the GEMMs in bfloat16, the rest in float32) against the scan in float64 on the same values,
+    with layer norm, recurrent dropout's mask, zoneout masks and lengths."""
+    leaves, _ = inputs(mode, 8, 12, 6, True, True, "mask", True, True, seed=8)
+    low, high = as_bfloat16(leaves)
+
+    def args(v, dtype):
+        _, (_, _, _, m, d, n) = inputs(mode, 8, 12, 6, True, True, "mask", True, True, seed=8)
+        ln = (v["gamma"], v["beta"])
+        p = CellParams(None, v["W_hh"], None, v["b_hh"], None, None, ln, None, mode == "RNN_RELU")
+        return v["xp"], (v["h0"],), p, m.to(dtype), [d[0].to(dtype)], n
+
+    assert_within_bfloat16(lambda: results("cpu", mode, args(low, torch.bfloat16)),
+                           lambda: results("scan", mode, args(high, torch.float64)), low, high)
+
+
+@pytest.mark.parametrize("layer", ["GRU", "RNN"])
+def test_bfloat16_layer_runs_the_kernel(layer):
+    """rnnkit.nn.GRU / RNN in bfloat16, layer norm and zoneout (training, masks shared), on the C++ kernel
+    (use("cpu") refuses what it cannot run): against the same layer in float32 on the same bfloat16 values,
+    no further off than the scan in bfloat16 (torch's own bfloat16 arithmetic) is; gradients in bfloat16."""
+    torch.manual_seed(0)
+    model = (rnn.GRU if layer == "GRU" else rnn.RNN)(4, 16, num_layers=2, layer_norm=True, zoneout=0.2)
+    assert_layer_within_bfloat16(model)
+
 
 
 # ---------------------------------------------------------------------------------------- the ops

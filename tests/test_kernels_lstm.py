@@ -14,7 +14,7 @@ import itertools
 import pytest
 import torch
 from built import require_kernel
-from oracle import compare
+from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare
 
 import rnnkit
 from rnnkit import kernels
@@ -200,3 +200,28 @@ def test_only_needed_gradients():
     out = boundary(leaves, const, "cpu")
     out["y"].sum().backward()
     assert leaves["W_hh"].grad is None and leaves["W_hr"].grad is not None and leaves["xp"].grad is not None
+
+
+
+@pytest.mark.parametrize("case", [{}, {"layer_norm": True, "zoneout": "mask", "lengths": True,
+                                       "recurrent_mask": True},
+                                  {"layer_norm": True, "projection": True, "zoneout": "eval"}])
+def test_bfloat16_within_its_rounding(case):
+    """bfloat16 (the GEMMs in bfloat16, the rest in float32) vs the scan in float64 on the same values."""
+    leaves, const = make_case(8, 12, **case, seed=4)
+    low, high = as_bfloat16(leaves)
+    to = lambda v, dtype: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v  # noqa: E731
+    const_low = {k: [to(d, torch.bfloat16) for d in v] if k == "zoneout" else to(v, torch.bfloat16)
+                 for k, v in const.items()}
+    const_high = {k: [to(d, torch.float64) for d in v] if k == "zoneout" else to(v, torch.float64)
+                  for k, v in const_low.items()}
+    assert_within_bfloat16(lambda: boundary(low, const_low, "cpu"),
+                           lambda: boundary(high, const_high, "scan"), low, high)
+
+
+def test_bfloat16_layer_runs_the_kernel():
+    """rnnkit.nn.LSTM in bfloat16, layer norm and zoneout (training, masks shared), on the C++ kernel
+    (use("cpu") refuses what it cannot run): against the same layer in float32 on the same bfloat16 values,
+    no further off than the scan in bfloat16 (torch's own bfloat16 arithmetic) is; gradients in bfloat16."""
+    torch.manual_seed(0)
+    assert_layer_within_bfloat16(rnn.LSTM(4, 16, num_layers=2, layer_norm=True, zoneout=0.2))

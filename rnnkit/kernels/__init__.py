@@ -35,7 +35,8 @@ Backends: "scan" (kernels/scan.py: pure torch, one cell step at a time; the slow
 the oracle and the fallback) and "cpu" (C++ custom ops torch.ops.rnnkit.<cell>_forward / _backward, each
 cell built on first use by kernels/build.py: per step one recurrent GEMM and one fused, vectorised pointwise
 pass; the weight gradients as GEMMs after the backward loop). "auto" (the default, or $RNNKIT_KERNELS) takes
-"cpu" for CPU tensors in float32 / float64 when the kernel builds, else "scan". `use("scan")` picks one for
+"cpu" for CPU tensors in float32 / float64 / bfloat16 (bfloat16: the GEMMs in bfloat16, the rest in
+float32; kernels/scan.widened) when the kernel builds, else "scan". `use("scan")` picks one for
 a block of code. Under torch.compile the choice is made once, when the graph is traced, and the C++ kernels
 are custom ops with fake implementations and autograd formulas, so `fullgraph=True` traces them whole.
 """
@@ -57,7 +58,7 @@ __all__ = ["BACKENDS", "backend", "fused_available", "run", "use"]
 
 BACKENDS = ("auto", "scan", "cpu")
 FUSED = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}   # mode -> kernels/<module>.py
-FUSED_DTYPES = (torch.float32, torch.float64)
+FUSED_DTYPES = (torch.float32, torch.float64, torch.bfloat16)   # bfloat16: GEMMs in bf16, the rest in float32
 
 _chosen: list[str] = []   # the innermost `use(...)` wins
 _KERNELS: dict[str, Callable] = {}   # mode -> the loaded kernel's run
@@ -102,8 +103,8 @@ def _use_fused(mode: str, device_type: str, dtype: torch.dtype) -> bool:
         return False
     fits = device_type == "cpu" and dtype in FUSED_DTYPES and mode in FUSED
     if chosen == "cpu" and not fits:
-        raise ValueError(f"kernel backend 'cpu' runs {', '.join(FUSED)} on CPU tensors in float32 or "
-                         f"float64, got {mode} on {device_type} in {dtype}")
+        raise ValueError(f"kernel backend 'cpu' runs {', '.join(FUSED)} on CPU tensors in float32, float64 "
+                         f"or bfloat16, got {mode} on {device_type} in {dtype}")
     if fits and fused_available(mode):
         if mode not in _KERNELS:   # imported here, outside any traced graph
             _KERNELS[mode] = importlib.import_module(f".{FUSED[mode]}", __name__).run

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 from .build import load_library
-from .scan import Zoneout, split_zoneout
+from .scan import Zoneout, split_zoneout, widened
 
 __all__ = ["run"]
 
@@ -49,9 +49,10 @@ def run(
     """One GRU layer-direction over the whole sequence (see the module doc): y (T, B, H), (h_n,)."""
     zoneout_mask, zoneout_p = split_zoneout(zoneout[0] if len(zoneout) else None)
     lengths = None if lengths is None else lengths.to(device=xp.device, dtype=torch.int64)
-    y, h_n, *_ = _forward(xp, state[0], p.W_hh, p.b_hh, *(p.ln_hh or (None, None)), recurrent_mask,
-                          zoneout_mask, zoneout_p, lengths)
-    return y, (h_n,)
+    wide = widened(xp)                            # bfloat16: float32 but for W_hh
+    y, h_n, *_ = _forward(wide(xp), wide(state[0]), p.W_hh, wide(p.b_hh), *map(wide, p.ln_hh or (None, None)),
+                          wide(recurrent_mask), wide(zoneout_mask), zoneout_p, lengths)
+    return y.to(xp.dtype), (h_n.to(xp.dtype),)
 
 
 # ------------------------------------------------------------------------------------------ fake tensors
@@ -70,7 +71,7 @@ def _forward_fake(xp, h0, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask, zoneout
 def _backward_fake(dy, dh_n, W_hh, b_hh, ln_gamma, ln_beta, recurrent_mask, zoneout_mask, zoneout_p, lengths,
                    hs, u, gates, stats):
     T, B, G = u.shape
-    return (u.new_empty(T, B, G), u.new_empty(dh_n.shape), u.new_empty(W_hh.shape), u.new_empty(G),
+    return (u.new_empty(T, B, G), u.new_empty(dh_n.shape), W_hh.new_empty(W_hh.shape), u.new_empty(G),
             u.new_empty(G if ln_gamma is not None else 0))        # dxp, dh0, dW_hh, dbias, dgamma
 
 

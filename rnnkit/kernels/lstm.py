@@ -22,6 +22,10 @@ activated gates, the states, tanh(LN_c(c~)), the masked h, r, the layer norms' x
 where unused (save=False: no gradient will be asked for, so nothing is kept beyond one step);
 torch.ops.rnnkit.lstm_backward is the BPTT of rnnkit.reference in one loop. Both have fake (meta)
 implementations, so `run` works under autograd and torch.compile(fullgraph=True).
+
+bfloat16: the ops take W_hh and W_hr in bfloat16 with every other tensor in float32; `run` casts a bfloat16
+call's xp, states, biases, layer-norm parameters and masks to float32 and its results back (scan.widened),
+so the recurrent GEMMs run in bfloat16 (oneDNN) and the gates, layer norms and states in float32.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 from .build import load_library
-from .scan import Zoneout, split_zoneout
+from .scan import Zoneout, split_zoneout, widened
 
 __all__ = ["run"]
 
@@ -55,9 +59,11 @@ def run(
     lengths = None if lengths is None else lengths.to(device=xp.device, dtype=torch.int64)
     weights = (p.W_hh, p.b_hh, *ln_hh, *ln_c, p.W_hr)
     save = torch.is_grad_enabled() and any(v is not None and v.requires_grad for v in (xp, h0, c0, *weights))
-    y, h_n, c_n, *_ = _forward(xp, h0, c0, *weights, recurrent_mask, zoneout_h, zoneout_c, p_h, p_c, lengths,
+    wide = widened(xp)                            # bfloat16: float32 but for W_hh and W_hr
+    y, h_n, c_n, *_ = _forward(wide(xp), wide(h0), wide(c0), p.W_hh, *map(wide, weights[1:-1]), p.W_hr,
+                               wide(recurrent_mask), wide(zoneout_h), wide(zoneout_c), p_h, p_c, lengths,
                                save)
-    return y, (h_n, c_n)
+    return y.to(xp.dtype), (h_n.to(xp.dtype), c_n.to(xp.dtype))
 
 
 # ------------------------------------------------------------------------------------------ fake tensors
@@ -84,9 +90,10 @@ def _backward_fake(d_y, d_h_n, d_c_n, w_hh, ln_hh_weight, ln_c_weight, w_hr, rec
     H = G // 4
     new = lambda used, *shape: gates.new_empty(shape if used else (0,))  # noqa: E731
     ln_hh, ln_c = ln_hh_weight is not None, ln_c_weight is not None
-    return (new(True, T, B, G), new(True, *d_h_n.shape), new(True, B, H), new(grad_w_hh, *w_hh.shape),
-            new(grad_b_hh, G), new(ln_hh, G), new(ln_hh, G), new(ln_c, H), new(ln_c, H),
-            new(grad_w_hr, *(w_hr.shape if w_hr is not None else (0,))))
+    return (new(True, T, B, G), new(True, *d_h_n.shape), new(True, B, H),
+            w_hh.new_empty(w_hh.shape if grad_w_hh else (0,)), new(grad_b_hh, G), new(ln_hh, G),
+            new(ln_hh, G), new(ln_c, H), new(ln_c, H), (w_hr if w_hr is not None else w_hh).new_empty(
+                w_hr.shape if grad_w_hr and w_hr is not None else (0,)))
 
 
 # ---------------------------------------------------------------------------------------------- autograd

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..nn.cells import CellParams
 
-__all__ = ["Zoneout", "scan", "split_zoneout", "valid_steps"]
+__all__ = ["Zoneout", "scan", "split_zoneout", "valid_steps", "widened"]
 
 Zoneout = Tensor | float | None     # (T, B, size) mask with 1 = keep the old value, or p in eval mode
 
@@ -30,6 +30,15 @@ def split_zoneout(d: Zoneout) -> tuple[Tensor | None, float]:
     if isinstance(d, Tensor):
         return d, 0.0
     return None, 0.0 if d is None else float(d)
+
+
+def widened(xp: Tensor) -> Callable[[Tensor | None], Tensor | None]:
+    """The cast the C++ kernels need for a call in xp's dtype: for bfloat16 they take W_hh (and W_hr) in
+    bfloat16 and every other tensor in float32 (their GEMMs run in bfloat16, the rest in float32); for
+    float32 / float64 nothing. The results go back with `.to(xp.dtype)`."""
+    if xp.dtype != torch.bfloat16:
+        return lambda v: v
+    return lambda v: v if v is None else v.float()
 
 
 def valid_steps(lengths: Tensor, T: int, device=None) -> Tensor:

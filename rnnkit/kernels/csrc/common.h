@@ -88,7 +88,9 @@ void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k
 constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   // MKL's CBLAS enums
 
 // out (B, N) = in (B, K) M for one M (K, N) and one B at every step of a call: `matmul`, or for float32 at
-// more than SMALL_ROWS rows MKL's packed GEMM when torch has it (M packed here, once).
+// more than SMALL_ROWS rows MKL's packed GEMM when torch has it (M packed here, once). A bfloat16 M (the
+// weights of a bfloat16 layer, in and out float32) is a bfloat16 GEMM: `in` rounded to bfloat16, float32
+// accumulation (ATen's, oneDNN on CPU), out float32.
 template <typename scalar_t>
 struct Gemm {
   Tensor M;
@@ -97,7 +99,8 @@ struct Gemm {
 
   Gemm(const Tensor& M_, int64_t B_) : M(M_), B(B_) {
     if constexpr (std::is_same_v<scalar_t, float>) {
-      if (M.defined() && B > SMALL_ROWS && cblas_sgemm_pack_get_size && cblas_sgemm_pack &&
+      if (M.defined() && M.scalar_type() == at::kFloat && B > SMALL_ROWS && cblas_sgemm_pack_get_size &&
+          cblas_sgemm_pack &&
           cblas_sgemm_compute) {
         const int64_t K = M.size(0), N = M.size(1);
         const size_t floats = cblas_sgemm_pack_get_size(B_MATRIX, B, N, K) / sizeof(float) + 1;
@@ -110,6 +113,12 @@ struct Gemm {
 
   void operator()(const scalar_t* in, scalar_t* out) const {
     if constexpr (std::is_same_v<scalar_t, float>) {
+      if (M.scalar_type() == at::kBFloat16) {
+        const auto options = M.options().dtype(at::kFloat);
+        const Tensor a = at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options).to(at::kBFloat16);
+        at::from_blob(out, {B, M.size(1)}, options).copy_(at::mm(a, M));
+        return;
+      }
       if (packed.defined()) {
         const int64_t K = M.size(0), N = M.size(1);
         cblas_sgemm_compute(ROW_MAJOR, NO_TRANS, PACKED, B, N, K, in, K, packed.const_data_ptr<float>(), N,
@@ -184,7 +193,9 @@ Inputs check_inputs(int64_t gates, int64_t T, const Tensor& h, const Tensor& W_h
                     double zoneout_p, const OptionalTensor& lengths) {
   TORCH_CHECK(h.dim() == 2, "h0: expected (B, H), got ", h.sizes());
   const int64_t B = h.size(0), H = h.size(1), G = gates * H;
-  Inputs in{T, B, H, G, checked(W_hh, {G, H}, "W_hh", h).contiguous(),
+  // W_hh in h's dtype, or bfloat16 with a float32 h (a bfloat16 layer: GEMMs in bfloat16, see Gemm)
+  const bool low = W_hh.scalar_type() == at::kBFloat16 && h.scalar_type() == at::kFloat;
+  Inputs in{T, B, H, G, checked(W_hh, {G, H}, "W_hh", low ? W_hh : h).contiguous(),
             optional(b_hh, {G}, "b_hh", h), optional(ln_gamma, {G}, "ln_gamma", h),
             optional(ln_beta, {G}, "ln_beta", h), optional(recurrent_mask, {B, H}, "recurrent_mask", h),
             optional(zoneout_mask, {T, B, H}, "zoneout_mask", h), Tensor(), zoneout_p};

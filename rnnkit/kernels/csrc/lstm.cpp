@@ -17,6 +17,9 @@
 // through W_hh (and one through W_hr), and every weight gradient as one GEMM over all T * B rows after
 // the loop, from the (T, B, .) buffers the forward saved. Padded rows are never computed on: their saved
 // values are zeros, their gradients exact zeros, so NaN in padding reaches no result and no gradient.
+//
+// float64, float32, and bfloat16 weights with everything else float32 (kernels/lstm.py casts a bfloat16
+// layer's inputs): the per-step GEMMs then run in bfloat16 (`Gemm`), the pointwise math in float32.
 
 #include "common.h"
 
@@ -75,6 +78,12 @@ void check_shapes(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
               "), got ", c0.sizes());
   TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) == 4 * H && w_hh.size(1) == P, "lstm_forward: W_hh must be (",
               4 * H, ", ", P, "), got ", w_hh.sizes());
+  const bool low = w_hh.scalar_type() == at::kBFloat16;   // bfloat16 weights: float32 for everything else
+  TORCH_CHECK(w_hh.scalar_type() == xp.scalar_type() || (low && xp.scalar_type() == at::kFloat),
+              "lstm_forward: W_hh must be ", xp.scalar_type(), " (or bfloat16 with float32 xp), got ",
+              w_hh.scalar_type());
+  TORCH_CHECK(!given(w_hr) || w_hr->scalar_type() == w_hh.scalar_type(), "lstm_forward: W_hr must be ",
+              w_hh.scalar_type(), " as W_hh, got ", given(w_hr) ? w_hr->scalar_type() : w_hh.scalar_type());
   TORCH_CHECK(given(w_hr) ? (w_hr->size(0) == P && w_hr->size(1) == H) : P == H,
               "lstm_forward: W_hr must be (", P, ", ", H, ")",
               given(w_hr) ? ", got " : " when h0 is not (B, H)",
@@ -394,13 +403,14 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   }
   Tensor d_h0 = dh_direct + (m_p ? dh_gemm * recurrent_mask : dh_gemm);
   Tensor empty = at::empty({0}, options);
-  Tensor d_w_hh = empty, d_w_hr = empty, d_b_hh = empty;
+  Tensor d_w_hh = at::empty({0}, w_hh.options()), d_b_hh = empty;            // the weights' dtypes
+  Tensor d_w_hr = at::empty({0}, (projected ? w_hr : w_hh).options());
   Tensor d_ln_hh_weight = empty, d_ln_hh_bias = empty, d_ln_c_weight = empty, d_ln_c_bias = empty;
   if (grad_w_hh) {                                                            // one GEMM over all T * B rows
     const Tensor h_used = m_p ? h_in : hs.narrow(0, 0, T);
-    d_w_hh = at::mm(d_u.view({T * B, G}).t(), h_used.reshape({T * B, P}));
+    d_w_hh = at::mm(d_u.view({T * B, G}).t(), h_used.reshape({T * B, P})).to(w_hh.scalar_type());
   }
-  if (grad_w_hr) d_w_hr = at::mm(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H}));
+  if (grad_w_hr) d_w_hr = at::mm(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H})).to(w_hr.scalar_type());
   if (grad_b_hh || ln_hh) d_b_hh = d_xp.sum({0, 1});
   const Tensor sum = sums.sum(0);
   if (ln_hh) {
