@@ -89,15 +89,21 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   /
 
 // out (B, N) = in (B, K) M for one M (K, N) and one B at every step of a call: `matmul`, or for float32 at
 // more than SMALL_ROWS rows MKL's packed GEMM when torch has it (M packed here, once). A bfloat16 M (the
-// weights of a bfloat16 layer, in and out float32) is a bfloat16 GEMM: `in` rounded to bfloat16, float32
-// accumulation (ATen's, oneDNN on CPU), out float32.
+// weights of a bfloat16 layer; in and out are float32) at more than SMALL_ROWS rows is a bfloat16 GEMM: `in`
+// rounded to bfloat16, float32 accumulation (ATen's mm, oneDNN on CPU); at fewer, M widened to float32 once
+// and `matmul` (a per-step ATen call would cost more than the product).
 template <typename scalar_t>
 struct Gemm {
   Tensor M;
   int64_t B;
-  Tensor packed;   // MKL's packed copy of M, or undefined
+  Tensor packed;                 // MKL's packed copy of M, or undefined
+  mutable Tensor in_low, out_low;   // bfloat16 GEMMs: (B, K) and (B, N) buffers, reused at every step
 
   Gemm(const Tensor& M_, int64_t B_) : M(M_), B(B_) {
+    if (M.defined() && M.scalar_type() == at::kBFloat16) {
+      if (B <= SMALL_ROWS) M = M.to(at::kFloat);
+      else in_low = M.new_empty({B, M.size(0)}), out_low = M.new_empty({B, M.size(1)});
+    }
     if constexpr (std::is_same_v<scalar_t, float>) {
       if (M.defined() && M.scalar_type() == at::kFloat && B > SMALL_ROWS && cblas_sgemm_pack_get_size &&
           cblas_sgemm_pack &&
@@ -115,8 +121,9 @@ struct Gemm {
     if constexpr (std::is_same_v<scalar_t, float>) {
       if (M.scalar_type() == at::kBFloat16) {
         const auto options = M.options().dtype(at::kFloat);
-        const Tensor a = at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options).to(at::kBFloat16);
-        at::from_blob(out, {B, M.size(1)}, options).copy_(at::mm(a, M));
+        in_low.copy_(at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options));
+        at::mm_out(out_low, in_low, M);
+        at::from_blob(out, {B, M.size(1)}, options).copy_(out_low);
         return;
       }
       if (packed.defined()) {
