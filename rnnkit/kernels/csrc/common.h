@@ -19,6 +19,15 @@
 #include <type_traits>
 #include <utility>
 
+// oneDNN's matmul as ATen calls it (exported by libtorch_cpu, not in its installed headers; weak: null where
+// torch has no oneDNN). 10-20% faster than MKL's float32 GEMM on an AVX-512 AMD EPYC for products of 2^24
+// multiply-adds or more (docs/benchmarks.md); below, a call's overhead (about 20 us) costs more than it
+// saves.
+namespace at::native {
+void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta,
+                   float alpha) __attribute__((weak));
+}
+
 namespace {
 
 using at::Tensor;
@@ -87,8 +96,28 @@ void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k
 }
 constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   // MKL's CBLAS enums
 
+constexpr int64_t ONEDNN_MACS = int64_t(1) << 24;   // B * K * N from which oneDNN runs
+
+// out = a @ b, float32 through oneDNN when torch has it and the product holds ONEDNN_MACS multiply-adds, else
+// ATen's mm (MKL); a and b may be transposed views. The weight gradients after the backward loop, and `Gemm`.
+inline void product_into(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.scalar_type() == at::kFloat && a.size(0) * a.size(1) * b.size(1) >= ONEDNN_MACS &&
+      at::native::mkldnn_matmul) {
+    at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
+  } else {
+    at::mm_out(const_cast<Tensor&>(out), a, b);
+  }
+}
+
+inline Tensor product(const Tensor& a, const Tensor& b) {
+  Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
+  product_into(out, a, b);
+  return out;
+}
+
 // out (B, N) = in (B, K) M for one M (K, N) and one B at every step of a call: `matmul`, or for float32 at
-// more than SMALL_ROWS rows MKL's packed GEMM when torch has it (M packed here, once). A bfloat16 M (the
+// ONEDNN_MACS multiply-adds or more oneDNN's matmul, else above SMALL_ROWS rows MKL's packed GEMM (M packed
+// here, once), each where torch has it. A bfloat16 M (the
 // weights of a bfloat16 layer; in and out are float32) at more than SMALL_ROWS rows is a bfloat16 GEMM: `in`
 // rounded to bfloat16, float32 accumulation (ATen's mm, oneDNN on CPU); at fewer, M widened to float32 once
 // and `matmul` (a per-step ATen call would cost more than the product).
@@ -106,8 +135,7 @@ struct Gemm {
     }
     if constexpr (std::is_same_v<scalar_t, float>) {
       if (M.defined() && M.scalar_type() == at::kFloat && B > SMALL_ROWS && cblas_sgemm_pack_get_size &&
-          cblas_sgemm_pack &&
-          cblas_sgemm_compute) {
+          cblas_sgemm_pack && cblas_sgemm_compute && !onednn()) {
         const int64_t K = M.size(0), N = M.size(1);
         const size_t floats = cblas_sgemm_pack_get_size(B_MATRIX, B, N, K) / sizeof(float) + 1;
         packed = at::empty({static_cast<int64_t>(floats)}, M.options());
@@ -115,6 +143,11 @@ struct Gemm {
                          packed.mutable_data_ptr<float>());
       }
     }
+  }
+
+  bool onednn() const {
+    return M.scalar_type() == at::kFloat && B * M.size(0) * M.size(1) >= ONEDNN_MACS &&
+           at::native::mkldnn_matmul;
   }
 
   void operator()(const scalar_t* in, scalar_t* out) const {
@@ -132,6 +165,12 @@ struct Gemm {
                             0.0f, out, N);
         return;
       }
+      if (onednn()) {
+        const auto options = M.options();
+        product_into(at::from_blob(out, {B, M.size(1)}, options),
+                at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options), M);
+        return;
+      }
     }
     matmul(in, M, out, B);
   }
@@ -145,7 +184,8 @@ inline Vec<scalar_t> sigmoid(const Vec<scalar_t>& x) {
 // f(b) for every batch row, across threads when the pass is large enough to pay for them.
 template <typename F>
 inline void for_rows(int64_t B, int64_t width, const F& f) {
-  at::parallel_for(0, B, std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(width, 1)), [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(width, 1));
+  at::parallel_for(0, B, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) f(b);
   });
 }

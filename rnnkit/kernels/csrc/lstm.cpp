@@ -408,9 +408,9 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   Tensor d_ln_hh_weight = empty, d_ln_hh_bias = empty, d_ln_c_weight = empty, d_ln_c_bias = empty;
   if (grad_w_hh) {                                                            // one GEMM over all T * B rows
     const Tensor h_used = m_p ? h_in : hs.narrow(0, 0, T);
-    d_w_hh = at::mm(d_u.view({T * B, G}).t(), h_used.reshape({T * B, P})).to(w_hh.scalar_type());
+    d_w_hh = product(d_u.view({T * B, G}).t(), h_used.reshape({T * B, P})).to(w_hh.scalar_type());
   }
-  if (grad_w_hr) d_w_hr = at::mm(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H})).to(w_hr.scalar_type());
+  if (grad_w_hr) d_w_hr = product(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H})).to(w_hr.scalar_type());
   if (grad_b_hh || ln_hh) d_b_hh = d_xp.sum({0, 1});
   const Tensor sum = sums.sum(0);
   if (ln_hh) {

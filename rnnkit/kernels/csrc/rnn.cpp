@@ -224,7 +224,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   const Tensor h = hs.narrow(0, 0, T).reshape({T * B, H});              // h_0 ... h_{T-1}
   const Tensor h_in = in.mask.defined() ? h * in.mask.repeat({T, 1}) : h;  // (T * B, H): what met W_hh
   Tensor dh0 = (in.mask.defined() ? dh_rec * in.mask : dh_rec) + dh_dir;
-  Tensor dW = du.view({T * B, H}).t().mm(h_in).to(in.W.scalar_type());   // (H, H), one GEMM, all steps
+  Tensor dW = product(du.view({T * B, H}).t(), h_in).to(in.W.scalar_type());   // (H, H), one GEMM, all steps
   Tensor dgamma = in.gamma.defined() ? dgamma_rows.sum({0, 1}) : dy.new_empty({0});
   return {dxp, dh0, dW, dxp.sum({0, 1}), dgamma};
 }
