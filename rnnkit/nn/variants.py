@@ -83,8 +83,10 @@ def layer_norm_names(mode: str) -> tuple[str, ...]:
 
 def _bernoulli(p: float, shape, like: Tensor, generator) -> Tensor:
     """A 0/1 tensor in like's dtype, each entry 1 with probability p: uniform < p (on CPU about twice as fast
-    as `bernoulli_(p)`, which matters for zoneout's (T, B, H) masks drawn every call)."""
-    uniform = torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    as `bernoulli_(p)`, which matters for zoneout's (T, B, H) masks drawn every call). The uniform draw is at
+    least float32, so that p is not rounded to a bfloat16 / float16 grid."""
+    precision = torch.float64 if like.dtype == torch.float64 else torch.float32
+    uniform = torch.rand(shape, dtype=precision, device=like.device, generator=generator)
     return (uniform < p).to(like.dtype)
 
 
