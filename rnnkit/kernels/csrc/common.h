@@ -98,11 +98,13 @@ constexpr int ROW_MAJOR = 101, NO_TRANS = 111, PACKED = 151, B_MATRIX = 162;   /
 
 constexpr int64_t ONEDNN_MACS = int64_t(1) << 24;   // B * K * N from which oneDNN runs
 
+// Whether a float32 product of `macs` multiply-adds goes to oneDNN.
+inline bool onednn_for(int64_t macs) { return macs >= ONEDNN_MACS && at::native::mkldnn_matmul; }
+
 // out = a @ b, float32 through oneDNN when torch has it and the product holds ONEDNN_MACS multiply-adds, else
 // ATen's mm (MKL); a and b may be transposed views. The weight gradients after the backward loop, and `Gemm`.
 inline void product_into(const Tensor& out, const Tensor& a, const Tensor& b) {
-  if (a.scalar_type() == at::kFloat && a.size(0) * a.size(1) * b.size(1) >= ONEDNN_MACS &&
-      at::native::mkldnn_matmul) {
+  if (a.scalar_type() == at::kFloat && onednn_for(a.size(0) * a.size(1) * b.size(1))) {
     at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
   } else {
     at::mm_out(const_cast<Tensor&>(out), a, b);
@@ -117,10 +119,10 @@ inline Tensor product(const Tensor& a, const Tensor& b) {
 
 // out (B, N) = in (B, K) M for one M (K, N) and one B at every step of a call: `matmul`, or for float32 at
 // ONEDNN_MACS multiply-adds or more oneDNN's matmul, else above SMALL_ROWS rows MKL's packed GEMM (M packed
-// here, once), each where torch has it. A bfloat16 M (the
-// weights of a bfloat16 layer; in and out are float32) at more than SMALL_ROWS rows is a bfloat16 GEMM: `in`
-// rounded to bfloat16, float32 accumulation (ATen's mm, oneDNN on CPU); at fewer, M widened to float32 once
-// and `matmul` (a per-step ATen call would cost more than the product).
+// here, once), each where torch has it. A bfloat16 M (the weights of a bfloat16 layer; in and out are
+// float32) at more than SMALL_ROWS rows is a bfloat16 GEMM: `in` rounded to bfloat16, float32 accumulation
+// (ATen's mm, oneDNN on CPU); at fewer, M widened to float32 once and `matmul` (a per-step ATen call would
+// cost more than the product).
 template <typename scalar_t>
 struct Gemm {
   Tensor M;
@@ -146,8 +148,7 @@ struct Gemm {
   }
 
   bool onednn() const {
-    return M.scalar_type() == at::kFloat && B * M.size(0) * M.size(1) >= ONEDNN_MACS &&
-           at::native::mkldnn_matmul;
+    return M.scalar_type() == at::kFloat && onednn_for(B * M.size(0) * M.size(1));
   }
 
   void operator()(const scalar_t* in, scalar_t* out) const {
@@ -168,7 +169,7 @@ struct Gemm {
       if (onednn()) {
         const auto options = M.options();
         product_into(at::from_blob(out, {B, M.size(1)}, options),
-                at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options), M);
+                     at::from_blob(const_cast<float*>(in), {B, M.size(0)}, options), M);
         return;
       }
     }

@@ -147,7 +147,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   scalar_t *h_in_p = h_in.data_ptr<scalar_t>(), *r_p = r.data_ptr<scalar_t>();
   scalar_t *xhat_hh_p = xhat_hh.data_ptr<scalar_t>(), *rstd_hh_p = rstd_hh.data_ptr<scalar_t>();
   scalar_t *xhat_c_p = xhat_c.data_ptr<scalar_t>(), *rstd_c_p = rstd_c.data_ptr<scalar_t>();
-  scalar_t *u_step_p = u_step.data_ptr<scalar_t>(), *h_tilde_p = h_tilde.data_ptr<scalar_t>();
+  scalar_t *u = u_step.data_ptr<scalar_t>(), *h_tilde_p = h_tilde.data_ptr<scalar_t>();   // u: (B, 4H)
 
   for (int64_t t = 0; t < T; ++t) {
     const int64_t row0 = t * B;                                               // (t, 0) in xp and y
@@ -165,7 +165,6 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
       });
       h_used = h_masked;
     }
-    scalar_t* u = u_step_p;                                                   // (B, 4H)
     gemm_hh(h_used, u);                                                       // u = (h * m) W_hh^T
 
     // The new state of row b from h~ (B, P) and r: zoneout, then the length mask; y_t.
