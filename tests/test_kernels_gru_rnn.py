@@ -88,6 +88,19 @@ def test_kernel_equals_scan_float32(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_kernel_equals_scan_on_two_threads(mode):
+    """Rows split across threads (B * G past the kernel's per-thread grain): dL/dgamma is per-thread partial
+    sums added at the end."""
+    leaves, args = inputs(mode, 3, 600, 64, True, True, "mask", True, True, seed=5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compare_backends(mode, leaves, args, seed=5)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_gradient_of_h_n_alone(mode):
     leaves, args = inputs(mode, 5, 3, 4, True, True, "mask", True, True)
     compare(lambda: {"h_n": results("cpu", mode, args)["h_n"]},

@@ -94,6 +94,19 @@ def test_kernel_equals_scan_everything_on(T, B):
             seed=1, rtol=1e-10, atol=1e-12)
 
 
+def test_kernel_equals_scan_on_two_threads():
+    """Rows split across threads (B * 4H past the kernel's per-thread grain): the layer norms' weight
+    gradients are per-thread partial sums added at the end."""
+    leaves, const = make_case(3, 2000, True, True, "mask", False, True, seed=7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compare(lambda: boundary(leaves, const, "cpu"), lambda: boundary(leaves, const, "scan"), leaves,
+                seed=2, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("case", [{}, {"layer_norm": True, "zoneout": "mask", "lengths": True},
                                   {"layer_norm": True, "recurrent_mask": True, "projection": True}])
 def test_kernel_equals_scan_float32(case):

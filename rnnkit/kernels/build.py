@@ -8,10 +8,12 @@ installed, so no build step can pull another torch) into
 
 so a process that runs only LSTMs compiles only the LSTM. The tag hashes the sources, the torch and Python
 versions and the CPU's vector extension (AVX512, AVX2 or none: the pointwise passes use ATen's Vectorized<T>,
-Sleef's exp and tanh). A one-line notice goes to stderr while it compiles (about a minute); later processes
-load the cached library in milliseconds. A machine where the build cannot run (no compiler, no ninja, a failed
-build) gets one warning naming the reason, and every layer runs the pure-torch scan instead
-(kernels/scan.py): slower, never different.
+Sleef's exp and tanh). With torch's OpenMP the kernels are built with -fopenmp, so at::parallel_for (a
+header template) splits the row passes across torch's threads (the loaded libgomp is torch's own). A
+one-line notice goes to stderr while it compiles (about a minute); later processes load the cached library
+in milliseconds. A machine where the build cannot run (no compiler, no ninja, a failed build) gets one
+warning naming the reason, and every layer runs the pure-torch scan instead (kernels/scan.py): slower, never
+different.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def _flags() -> list[str]:
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
-    return ["-O3", "-std=c++17", "-fno-math-errno", *VECTOR_FLAGS.get(capability, [])]
+    # at::parallel_for is a header template: without -fopenmp it runs every row pass on one thread
+    threads = ["-fopenmp"] if torch.backends.openmp.is_available() else []
+    return ["-O3", "-std=c++17", "-fno-math-errno", *threads, *VECTOR_FLAGS.get(capability, [])]
 
 
 def _tag(sources: list[Path], flags: list[str]) -> str:
@@ -79,6 +83,7 @@ def load_library(cell: str) -> bool:
             print(f"rnnkit: compiling the C++ {cell} kernel (once per machine, about a minute) into "
                   f"{directory}", file=sys.stderr, flush=True)
         cpp.load(name, [str(source)], extra_cflags=flags, extra_include_paths=[str(SOURCES)],
+                 extra_ldflags=[flag for flag in flags if flag == "-fopenmp"],
                  build_directory=str(directory), is_python_module=False, verbose=False)
         return True
     except Exception as e:   # no compiler, no ninja, a failed build: the scan still gives the same numbers

@@ -37,7 +37,7 @@ using Vec = at::vec::Vectorized<scalar_t>;
 
 constexpr double LAYER_NORM_EPS = 1e-5;   // nn/variants.LAYER_NORM_EPS
 constexpr int64_t SMALL_ROWS = 8;         // GEMMs with at most this many rows run in our own loop (faster)
-constexpr int64_t ROW_GRAIN = 16384;      // elements per thread in the pointwise passes
+constexpr int64_t ROW_GRAIN = 4096;       // elements per thread in the pointwise passes
 
 // ------------------------------------------------------------------------------------------ helpers
 
@@ -190,6 +190,30 @@ inline void for_rows(int64_t B, int64_t width, const F& f) {
     for (int64_t b = begin; b < end; ++b) f(b);
   });
 }
+
+// Sums over all T * B rows of a backward pass (the layer norms' weight gradients), without a (T, B, n)
+// buffer of products: each thread adds its rows into its own row of partial sums, added up at the end.
+struct PartialSums {
+  Tensor rows;   // (threads, n)
+
+  PartialSums(int64_t n, const at::TensorOptions& options)
+      : rows(at::zeros({at::get_num_threads(), n}, options)) {}
+
+  template <typename scalar_t>
+  scalar_t* mine() const { return rows.mutable_data_ptr<scalar_t>() + at::get_thread_num() * rows.size(1); }
+
+  // sum[0, count) += a * b (b null: += a), sum a row of `mine()`.
+  template <typename scalar_t>
+  static void add(scalar_t* sum, const scalar_t* a, const scalar_t* b, int64_t count) {
+    using V = Vec<scalar_t>;
+    for_lanes<scalar_t>(count, [&](int64_t j, int64_t k) {
+      const V v = b ? V::loadu(a + j, k) * V::loadu(b + j, k) : V::loadu(a + j, k);
+      (V::loadu(sum + j, k) + v).store(sum + j, k);
+    });
+  }
+
+  Tensor total() const { return rows.sum(0); }   // (n,)
+};
 
 // (mean, 1 / sigma) of the G values of u, biased variance, as torch's layer_norm.
 template <typename scalar_t>

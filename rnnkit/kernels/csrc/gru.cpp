@@ -139,7 +139,7 @@ struct Gradients {
   scalar_t* dxp;            // (T, B, G)
   scalar_t* dhp;            // (T, B, G) dL/dhp
   scalar_t* du;             // (T, B, G) dL/du (== dhp without LN)
-  scalar_t* dgamma_rows;    // (T, B, G) dhp * x-hat (LN only)
+  const PartialSums* gamma_sums;   // dL/dgamma: dhp * x-hat summed over all rows (LN only)
   scalar_t* dh_rec;         // (B, H) du_{t+1} W_hh, the path through the recurrent GEMM
   scalar_t* dh_dir;         // (B, H) every other path to h_t (z h, zoneout's d h, frozen steps)
 };
@@ -158,7 +158,7 @@ void backward_row(const Gru<scalar_t>& c, const Gradients<scalar_t>& d, int64_t 
   };
   if (!c.valid(t, b)) {                                    // frozen: the gradient passes to h_{t-1} as it is
     for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) { dh_t(j, k).store(dir + j, k); });
-    for (scalar_t* buffer : {d.dxp, d.dhp, d.du, d.dgamma_rows}) {
+    for (scalar_t* buffer : {d.dxp, d.dhp, d.du}) {
       if (buffer) std::fill(buffer + row * G, buffer + (row + 1) * G, scalar_t(0));
     }
     return;
@@ -194,9 +194,10 @@ void backward_row(const Gru<scalar_t>& c, const Gradients<scalar_t>& d, int64_t 
   const scalar_t mean_dx = sum_lanes<scalar_t>(G, [&](int64_t j, int64_t k) {
     return d_hat(j, k) * x_hat(j, k);
   }) / G;
+  scalar_t* sum = d.gamma_sums->template mine<scalar_t>();   // this thread's partial dL/dgamma
   for_lanes<scalar_t>(G, [&](int64_t j, int64_t k) {
     (V(rstd) * (d_hat(j, k) - V(mean_d) - x_hat(j, k) * V(mean_dx))).store(d.du + row * G + j, k);
-    (V::loadu(dp + j, k) * x_hat(j, k)).store(d.dgamma_rows + row * G + j, k);
+    (V::loadu(sum + j, k) + V::loadu(dp + j, k) * x_hat(j, k)).store(sum + j, k);
   });
 }
 
@@ -215,13 +216,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   checked(gates, {T, B, G}, "gates", dy);
   Tensor dxp = dy.new_empty({T, B, G}), dhp = dy.new_empty({T, B, G});
   Tensor du = in.gamma.defined() ? dy.new_empty({T, B, G}) : dhp;
-  Tensor dgamma_rows = in.gamma.defined() ? dy.new_empty({T, B, G}) : Tensor();
+  const PartialSums gamma_sums(in.gamma.defined() ? G : 0, dy.options());
   Tensor dh_rec = dy.new_zeros({B, H}), dh_dir = dh_n.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "gru_backward", [&] {
     const Gru<scalar_t> c(in);
     const Gradients<scalar_t> d{dy.const_data_ptr<scalar_t>(), dxp.mutable_data_ptr<scalar_t>(),
                                 dhp.mutable_data_ptr<scalar_t>(), du.mutable_data_ptr<scalar_t>(),
-                                mutable_pointer<scalar_t>(dgamma_rows), dh_rec.mutable_data_ptr<scalar_t>(),
+                                &gamma_sums, dh_rec.mutable_data_ptr<scalar_t>(),
                                 dh_dir.mutable_data_ptr<scalar_t>()};
     const Tensor hs_ = hs.contiguous(), u_ = u.contiguous(), gates_ = gates.contiguous();
     const Tensor stats_ = stats.contiguous();
@@ -238,7 +239,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_backward(
   const Tensor h_in = in.mask.defined() ? h * in.mask.repeat({T, 1}) : h;  // (T * B, H): what met W_hh
   Tensor dh0 = (in.mask.defined() ? dh_rec * in.mask : dh_rec) + dh_dir;
   Tensor dW = product(du.view({T * B, G}).t(), h_in).to(in.W.scalar_type());   // (G, H), one GEMM, all steps
-  Tensor dgamma = in.gamma.defined() ? dgamma_rows.sum({0, 1}) : dy.new_empty({0});
+  Tensor dgamma = in.gamma.defined() ? gamma_sums.total() : dy.new_empty({0});
   return {dxp, dh0, dW, dhp.sum({0, 1}), dgamma};
 }
 

@@ -288,10 +288,9 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   Tensor d_h_tilde = at::empty({projected ? T : 1, B, P}, options);           // dL/dh~ (all steps with W_hr)
   Tensor d_r = at::empty({projected ? B : 0, H}, options);                    // dL/dr = dL/dh~ W_hr
   Tensor d_cn = at::empty({B, H}, options);                                   // dL/dLN_c(c~) of one step
-  // The layer norms' weight gradients, sums over all T * B rows: one row of partial sums per thread (no
-  // (T, B, .) products to allocate), added up after the loop. Columns: gamma_hh (G), gamma_c, beta_c (H).
-  const int64_t n_sums = (ln_hh ? G : 0) + (ln_c ? 2 * H : 0);
-  Tensor sums = at::zeros({at::get_num_threads(), n_sums}, options);
+  // The layer norms' weight gradients, sums over all T * B rows (no (T, B, .) products to allocate).
+  // Columns: gamma_hh (G), gamma_c, beta_c (H).
+  const PartialSums sums((ln_hh ? G : 0) + (ln_c ? 2 * H : 0), options);
   Tensor dh_gemm = at::zeros({B, P}, options), dh_direct = d_h_n.contiguous().clone();
   Tensor dc = d_c_n.contiguous().clone();
 
@@ -308,14 +307,6 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   scalar_t *d_ht_p = d_h_tilde.data_ptr<scalar_t>(), *d_r_p = projected ? d_r.data_ptr<scalar_t>() : nullptr;
   scalar_t *d_cn_p = d_cn.data_ptr<scalar_t>(), *dh_gemm_p = dh_gemm.data_ptr<scalar_t>();
   scalar_t *dh_direct_p = dh_direct.data_ptr<scalar_t>(), *dc_p = dc.data_ptr<scalar_t>();
-  scalar_t* sums_p = sums.data_ptr<scalar_t>();
-  auto accumulate = [](scalar_t* sum, const scalar_t* a, const scalar_t* b, int64_t n) {   // sum += a * b
-    for_lanes<scalar_t>(n, [&](int64_t j, int64_t k) {
-      const V v = b ? V::loadu(a + j, k) * V::loadu(b + j, k) : V::loadu(a + j, k);
-      (V::loadu(sum + j, k) + v).store(sum + j, k);
-    });
-  };
-
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t row0 = t * B;
     scalar_t* d_ht = d_ht_p + (projected ? row0 : 0) * P;                     // (B, P)
@@ -350,7 +341,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
         if (ln_hh) std::fill_n(d_u_row, G, scalar_t(0));
         return;
       }
-      scalar_t* mine = sums_p + at::get_thread_num() * n_sums;               // this thread's partial sums
+      scalar_t* mine = sums.mine<scalar_t>();                                // this thread's partial sums
       scalar_t *sum_gamma_hh = mine, *sum_gamma_c = mine + (ln_hh ? G : 0), *sum_beta_c = sum_gamma_c + H;
       const scalar_t* gate = gates_p + row * G;
       const scalar_t* th = tanh_p + row * H;
@@ -363,8 +354,8 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
       });
       const scalar_t* d_c_tilde = d_cn_row;                                   // dL/dc~ through h~
       if (ln_c) {
-        accumulate(sum_gamma_c, d_cn_row, xhat_c_p + row * H, H);
-        accumulate(sum_beta_c, d_cn_row, nullptr, H);
+        PartialSums::add<scalar_t>(sum_gamma_c, d_cn_row, xhat_c_p + row * H, H);
+        PartialSums::add<scalar_t>(sum_beta_c, d_cn_row, nullptr, H);
         scalar_t* d_c_ln = d_a;                                              // scratch: d_a's i slice
         normalise_backward(d_c_ln, d_cn_row, xhat_c_p + row * H, gamma_c, rstd_c_p[row], H);
         d_c_tilde = d_c_ln;
@@ -383,7 +374,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
         (dc_all * f + d * dc_t).store(dc_row + j, k);                         // dL/dc_{t-1}
       });
       if (ln_hh) {
-        accumulate(sum_gamma_hh, d_a, xhat_hh_p + row * G, G);
+        PartialSums::add<scalar_t>(sum_gamma_hh, d_a, xhat_hh_p + row * G, G);
         normalise_backward(d_u_row, d_a, xhat_hh_p + row * G, gamma_hh, rstd_hh_p[row], G);
       }
     };
@@ -411,7 +402,7 @@ BackwardResult backward(const Tensor& d_y_, const Tensor& d_h_n, const Tensor& d
   }
   if (grad_w_hr) d_w_hr = product(d_h_tilde.view({T * B, P}).t(), r.view({T * B, H})).to(w_hr.scalar_type());
   if (grad_b_hh || ln_hh) d_b_hh = d_xp.sum({0, 1});
-  const Tensor sum = sums.sum(0);
+  const Tensor sum = sums.total();
   if (ln_hh) {
     d_ln_hh_weight = sum.narrow(0, 0, G).clone();   // outputs never alias
     d_ln_hh_bias = d_b_hh.clone();                                            // hp = LN_hh(u) + b_hh

@@ -141,7 +141,7 @@ struct Gradients {
   const scalar_t* dy;       // (T, B, H)
   scalar_t* dxp;            // (T, B, H) dL/dxp == dL/dhp
   scalar_t* du;             // (T, B, H) dL/du (== dxp without LN)
-  scalar_t* dgamma_rows;    // (T, B, H) dhp * x-hat (LN only)
+  const PartialSums* gamma_sums;   // dL/dgamma: dhp * x-hat summed over all rows (LN only)
   scalar_t* dh_rec;         // (B, H) du_{t+1} W_hh, the path through the recurrent GEMM
   scalar_t* dh_dir;         // (B, H) every other path to h_t (zoneout's d h, frozen steps)
 };
@@ -160,7 +160,7 @@ void backward_row(const Rnn<scalar_t>& c, const Gradients<scalar_t>& d, int64_t 
   };
   if (!c.valid(t, b)) {                                    // frozen: the gradient passes to h_{t-1} as it is
     for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) { dh_t(j, k).store(dir + j, k); });
-    for (scalar_t* buffer : {d.dxp, d.du, d.dgamma_rows}) {
+    for (scalar_t* buffer : {d.dxp, d.du}) {
       if (buffer) std::fill(buffer + row * H, buffer + (row + 1) * H, scalar_t(0));
     }
     return;
@@ -183,9 +183,10 @@ void backward_row(const Rnn<scalar_t>& c, const Gradients<scalar_t>& d, int64_t 
   const scalar_t mean_dx = sum_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
     return d_hat(j, k) * x_hat(j, k);
   }) / H;
+  scalar_t* sum = d.gamma_sums->template mine<scalar_t>();   // this thread's partial dL/dgamma
   for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
     (V(rstd) * (d_hat(j, k) - V(mean_d) - x_hat(j, k) * V(mean_dx))).store(d.du + row * H + j, k);
-    (V::loadu(dp + j, k) * x_hat(j, k)).store(d.dgamma_rows + row * H + j, k);
+    (V::loadu(sum + j, k) + V::loadu(dp + j, k) * x_hat(j, k)).store(sum + j, k);
   });
 }
 
@@ -204,12 +205,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   checked(h_tilde, {T, B, H}, "h_tilde", dy);
   Tensor dxp = dy.new_empty({T, B, H});
   Tensor du = in.gamma.defined() ? dy.new_empty({T, B, H}) : dxp;
-  Tensor dgamma_rows = in.gamma.defined() ? dy.new_empty({T, B, H}) : Tensor();
+  const PartialSums gamma_sums(in.gamma.defined() ? H : 0, dy.options());
   Tensor dh_rec = dy.new_zeros({B, H}), dh_dir = dh_n.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(dy.scalar_type(), "rnn_backward", [&] {
     const Rnn<scalar_t> c(in, relu);
     const Gradients<scalar_t> d{dy.const_data_ptr<scalar_t>(), dxp.mutable_data_ptr<scalar_t>(),
-                                du.mutable_data_ptr<scalar_t>(), mutable_pointer<scalar_t>(dgamma_rows),
+                                du.mutable_data_ptr<scalar_t>(), &gamma_sums,
                                 dh_rec.mutable_data_ptr<scalar_t>(), dh_dir.mutable_data_ptr<scalar_t>()};
     const Tensor u_ = u.contiguous(), h_tilde_ = h_tilde.contiguous(), stats_ = stats.contiguous();
     const Gemm<scalar_t> gemm(in.W, B);
@@ -225,7 +226,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> rnn_backward(
   const Tensor h_in = in.mask.defined() ? h * in.mask.repeat({T, 1}) : h;  // (T * B, H): what met W_hh
   Tensor dh0 = (in.mask.defined() ? dh_rec * in.mask : dh_rec) + dh_dir;
   Tensor dW = product(du.view({T * B, H}).t(), h_in).to(in.W.scalar_type());   // (H, H), one GEMM, all steps
-  Tensor dgamma = in.gamma.defined() ? dgamma_rows.sum({0, 1}) : dy.new_empty({0});
+  Tensor dgamma = in.gamma.defined() ? gamma_sums.total() : dy.new_empty({0});
   return {dxp, dh0, dW, dxp.sum({0, 1}), dgamma};
 }
 
