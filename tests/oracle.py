@@ -17,7 +17,8 @@ loss weights from `probes`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -58,6 +59,17 @@ def compare(ours: Callable[[], Results], reference: Callable[[], Results] | Resu
         if name.startswith("grad "):
             assert torch.isfinite(a[name]).all(), f"{name} is not finite"
     return a, b
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to n inside the block, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def as_bfloat16(leaves: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

@@ -15,7 +15,7 @@ import itertools
 import pytest
 import torch
 from built import require_kernel
-from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare
+from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare, torch_threads
 
 from rnnkit import kernels
 from rnnkit import nn as rnn
@@ -92,12 +92,8 @@ def test_kernel_equals_scan_on_two_threads(mode):
     """Rows split across threads (B * G past the kernel's per-thread grain): dL/dgamma is per-thread partial
     sums added at the end."""
     leaves, args = inputs(mode, 3, 600, 64, True, True, "mask", True, True, seed=5)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         compare_backends(mode, leaves, args, seed=5)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -14,7 +14,7 @@ import itertools
 import pytest
 import torch
 from built import require_kernel
-from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare
+from oracle import as_bfloat16, assert_layer_within_bfloat16, assert_within_bfloat16, compare, torch_threads
 
 import rnnkit
 from rnnkit import kernels
@@ -98,13 +98,9 @@ def test_kernel_equals_scan_on_two_threads():
     """Rows split across threads (B * 4H past the kernel's per-thread grain): the layer norms' weight
     gradients are per-thread partial sums added at the end."""
     leaves, const = make_case(3, 2000, True, True, "mask", False, True, seed=7)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         compare(lambda: boundary(leaves, const, "cpu"), lambda: boundary(leaves, const, "scan"), leaves,
                 seed=2, rtol=1e-10, atol=1e-12)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("case", [{}, {"layer_norm": True, "zoneout": "mask", "lengths": True},

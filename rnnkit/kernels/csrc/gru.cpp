@@ -158,8 +158,8 @@ void backward_row(const Gru<scalar_t>& c, const Gradients<scalar_t>& d, int64_t 
   };
   if (!c.valid(t, b)) {                                    // frozen: the gradient passes to h_{t-1} as it is
     for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) { dh_t(j, k).store(dir + j, k); });
-    for (scalar_t* buffer : {d.dxp, d.dhp, d.du}) {
-      if (buffer) std::fill(buffer + row * G, buffer + (row + 1) * G, scalar_t(0));
+    for (scalar_t* buffer : {d.dxp, d.dhp, d.du}) {   // du may alias dhp: filled twice, harmless
+      std::fill(buffer + row * G, buffer + (row + 1) * G, scalar_t(0));
     }
     return;
   }
