@@ -52,9 +52,10 @@ import torch
 from torch import Tensor
 
 from ..nn.cells import STEPS, CellParams
+from .linear import input_projection
 from .scan import Zoneout, scan
 
-__all__ = ["BACKENDS", "backend", "fused_available", "run", "use"]
+__all__ = ["BACKENDS", "backend", "fused_available", "input_projection", "run", "use"]
 
 BACKENDS = ("auto", "scan", "cpu")
 FUSED = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}   # mode -> kernels/<module>.py

@@ -1,8 +1,9 @@
 """Compile rnnkit's C++ CPU kernels on first use and load them as torch custom ops (torch.ops.rnnkit.*).
 
-Each cell's source (rnnkit/kernels/csrc/<cell>.cpp, with the shared csrc/*.h) is one small library, built
-once per machine with torch.utils.cpp_extension (ninja and a C++ compiler, against the torch already
-installed, so no build step can pull another torch) into
+Each source (rnnkit/kernels/csrc/<cell>.cpp, with the shared csrc/*.h: a cell's kernel, or the `masks` and
+`linear` ops every layer shares) is one small library, built once per machine with
+torch.utils.cpp_extension (ninja and a C++ compiler, against the torch already installed, so no build step
+can pull another torch) into
 
     $RNNKIT_CACHE_DIR or ~/.cache/rnnkit (XDG_CACHE_HOME honoured) / kernels / <cell>-<tag>
 

@@ -4,7 +4,8 @@ Everything is time-major and padded: x (T, B, I), lengths (B,) or None. Each lay
 behind the kernel boundary (rnnkit/kernels: the C++ kernels or their slow twin, the pure-torch scan); this
 file holds what every backend shares, so no backend repeats it:
 
-- the input projection of all steps as one GEMM (cells.input_projection), before the recurrence;
+- the input projection of all steps as one GEMM (kernels.input_projection, oneDNN's on CPU; its twin is
+  cells.input_projection), before the recurrence;
 - the backward direction runs the forward recurrence over each sequence reversed *within its length*
   (`reverse_padded`), so it starts at the last real step and never reads padding;
 - layers stacked, directions concatenated, dropout between layers;
@@ -22,7 +23,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from .. import kernels
 from ..kernels.scan import Zoneout, valid_steps
-from .cells import CellParams, input_projection
+from .cells import CellParams
 
 __all__ = ["pack_like", "reverse_padded", "scan_layers", "zero_padding"]
 
@@ -86,7 +87,7 @@ def scan_layers(
             k = layer * num_directions + direction
             flip = (lambda v: reverse_padded(v, lengths)) if direction else (lambda v: v)
             zoneout = [d if not isinstance(d, Tensor) else flip(d) for d in zoneouts[k]]
-            xp = input_projection(flip(x), params[k])     # (T, B, G)
+            xp = kernels.input_projection(flip(x), params[k])     # (T, B, G)
             y, final = kernels.run(mode, xp, states[k], params[k], recurrent_masks[k], zoneout, lengths)
             outputs.append(flip(y))
             finals.append(final)
