@@ -3,6 +3,7 @@ tests that need it, naming the compiler's first error, instead of skipping them 
 `kernels.use("cpu")` falls back to, against itself)."""
 
 import warnings
+from collections.abc import Callable
 
 import pytest
 
@@ -11,9 +12,14 @@ from rnnkit import kernels
 
 def require_kernel(mode: str) -> None:
     """Build (first call) and load the kernel of `mode` ("LSTM", "GRU", "RNN_TANH", ...), or fail."""
+    require(f"{mode} kernel", lambda: kernels.fused_available(mode))
+
+
+def require(what: str, available: Callable[[], bool]) -> None:
+    """Build (first call) and load a C++ library by calling `available`, or fail naming the reason."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        built = kernels.fused_available(mode)
+        built = available()
     if not built:
         reasons = "; ".join(str(w.message) for w in caught) or "see the first RuntimeWarning of this session"
-        pytest.fail(f"the C++ {mode} kernel did not build on this machine: {reasons}", pytrace=False)
+        pytest.fail(f"the C++ {what} did not build on this machine: {reasons}", pytrace=False)

@@ -2,10 +2,9 @@
 its twin, nn/cells.input_projection, and float64 autograd: values and the gradients of x, W_ih, b_ih and the
 layer norm's parameters, at shapes on both sides of the oneDNN threshold (2^24 multiply-adds)."""
 
-import warnings
-
 import pytest
 import torch
+from built import require
 from oracle import torch_threads
 
 from rnnkit import kernels
@@ -14,15 +13,7 @@ from rnnkit.kernels import linear
 from rnnkit.nn import cells
 from rnnkit.nn.cells import CellParams
 
-
-@pytest.fixture(scope="module", autouse=True)
-def op_built():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        built = linear.op_available()
-    if not built:
-        reasons = "; ".join(str(w.message) for w in caught)
-        pytest.fail(f"the C++ linear op did not build on this machine: {reasons}", pytrace=False)
+require("linear op", linear.op_available)
 
 
 def leaves(T, B, I, G, layer_norm, bias, seed):

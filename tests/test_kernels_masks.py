@@ -5,10 +5,10 @@ not change them.
 """
 
 import random
-import warnings
 
 import pytest
 import torch
+from built import require
 from oracle import torch_threads
 
 from rnnkit import kernels
@@ -30,14 +30,7 @@ def oracle_mask(seed: int, n: int, threshold: int) -> list[float]:
     return [float(splitmix64(key) >> 40 < threshold) for key in keys]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def op_built():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        built = masks.op_available()
-    if not built:
-        reasons = "; ".join(str(w.message) for w in caught)
-        pytest.fail(f"the C++ masks op did not build on this machine: {reasons}", pytrace=False)
+require("masks op", masks.op_available)
 
 
 def op(seed: int, size, p: float, dtype=torch.float32) -> torch.Tensor:
