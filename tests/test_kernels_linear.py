@@ -86,3 +86,15 @@ def test_layer_float32_matches_float64():
     expected = layer(x)[0]
     got = layer.float()(x.float())[0]
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_autocast_keeps_the_twin():
+    """Under CPU autocast the projection is F.linear's, cast to bfloat16 as torch.nn's layers are."""
+    values = leaves(4, 3, 5, 8, False, True, seed=2)
+    W, b = values["W_ih"].detach().float(), values["b_ih"].detach().float()
+    p = CellParams(W, None, b, None, None, None, None, None, False)
+    x = values["x"].detach().float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, expected = linear.input_projection(x, p), cells.input_projection(x, p)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    assert torch.equal(got, expected)

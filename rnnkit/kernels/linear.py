@@ -9,7 +9,8 @@ its GEMMs in oneDNN. Autograd:
     forward   xp = x W^T (+ b)                (T * B, I) @ (I, G): a product with W^T, a transposed view
     backward  dx = dxp W;  dW = dxp^T x;  db = sum over rows of dxp     (no copies: views into the product)
 
-Where the op does not run (not float32, not CPU, backend "scan", no compiler) it is cells.input_projection.
+Where the op does not run (not float32, not CPU, under autocast, backend "scan", no compiler) it is
+cells.input_projection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import functools
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..nn.cells import CellParams
 from ..nn.cells import input_projection as twin
@@ -62,6 +64,7 @@ class _Linear(torch.autograd.Function):
         ctx.save_for_backward(x, W)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor):
         x, W = ctx.saved_tensors
         rows = grad.reshape(-1, grad.shape[-1])                    # (T * B, G)
@@ -74,8 +77,8 @@ class _Linear(torch.autograd.Function):
 
 def input_projection(x: Tensor, p: CellParams) -> Tensor:
     """cells.input_projection (T, B, I) -> (T, B, G), its GEMMs in torch.ops.rnnkit.product where it runs."""
-    if not _use_op(x.device.type, x.dtype) or p.W_ih.dtype != x.dtype:
-        return twin(x, p)
+    if not _use_op(x.device.type, x.dtype) or p.W_ih.dtype != x.dtype or torch.is_autocast_enabled("cpu"):
+        return twin(x, p)                                          # autocast: F.linear's cast to bfloat16
     if p.ln_ih is None:
         return _Linear.apply(x.contiguous(), p.W_ih, p.b_ih)
     gamma, beta = p.ln_ih
