@@ -13,8 +13,8 @@ Sleef's exp and tanh). With torch's OpenMP the kernels are built with -fopenmp, 
 header template) splits the row passes across torch's threads (the loaded libgomp is torch's own). A
 one-line notice goes to stderr while it compiles (about a minute); later processes load the cached library
 in milliseconds. A machine where the build cannot run (no compiler, no ninja, a failed build) gets one
-warning naming the reason, and every layer runs the pure-torch scan instead (kernels/scan.py): slower, never
-different.
+warning naming the reason (one per reason, not per library), and every layer runs the pure-torch twins
+instead (kernels/scan.py, masks.bernoulli_twin, nn/cells.input_projection): slower, never different.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = ["cache_dir", "load_library"]
 
 SOURCES = Path(__file__).with_name("csrc")
 NAME = "rnnkit_kernels"
+_WARNED: set[str] = set()   # the build failures already warned of
 VECTOR_FLAGS = {   # torch.backends.cpu.get_cpu_capability() -> compiler flags for ATen's Vectorized<T>
     "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-DCPU_CAPABILITY=AVX512",
                "-DCPU_CAPABILITY_AVX512"],
@@ -90,6 +91,8 @@ def load_library(cell: str) -> bool:
     except Exception as e:   # no compiler, no ninja, a failed build: the scan still gives the same numbers
         lines = str(e).strip().splitlines() or [type(e).__name__]
         reason = next((line.strip() for line in lines if "error:" in line), lines[-1])[:300]  # first error
-        warnings.warn(f"rnnkit: the C++ {cell} kernel could not be built ({reason}); running the pure-torch "
-                      "scan (same results, slower)", RuntimeWarning, stacklevel=2)
+        if reason not in _WARNED:   # one warning per reason: no compiler fails every library the same way
+            _WARNED.add(reason)
+            warnings.warn(f"rnnkit: the C++ {cell} kernel could not be built ({reason}); running the "
+                          "pure-torch twins (same results, slower)", RuntimeWarning, stacklevel=2)
         return False
