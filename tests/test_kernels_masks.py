@@ -128,3 +128,10 @@ def test_layer_masks_follow_the_seed_and_not_the_backend():
     assert not torch.equal(fresh["zoneout_h_l0"], draws[0]["zoneout_h_l0"])
     assert not torch.equal(draws[0]["zoneout_h_l0"], draws[0]["zoneout_c_l0"])
     assert not torch.equal(draws[0]["zoneout_h_l0"], draws[0]["zoneout_h_l0_reverse"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_twin_on_cuda_equals_the_cpu_op():
+    seed = random.Random(5).randrange(-(1 << 63), 1 << 63)
+    got = masks.bernoulli_twin(torch.tensor(seed), (40, 16, 33), masks.threshold(0.3), torch.float32, "cuda")
+    assert got.device.type == "cuda" and torch.equal(got.cpu(), op(seed, (40, 16, 33), 0.3))
