@@ -208,3 +208,16 @@ def test_compiled_run_equals_eager(mode):
         return {"y": y, "h_n": h_n}
 
     compare(ours, lambda: results("cpu", mode, args), leaves)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_in_a_valid_step_stays_nan(mode, dtype):
+    """NaN in a real step's input reaches that row's outputs from then on, as in the scan (the float32
+    activations come from a polynomial exp that clamps its input: they must keep NaN, not hide it)."""
+    leaves, args = inputs(mode, 5, 3, 4, False, False, "off", False, True, dtype=dtype, seed=6)
+    xp = args[0].detach().clone()
+    xp[2, 1, -1] = float("nan")                                    # the last gate's last unit, row 1, step 2
+    ours = results("cpu", mode, (xp, *args[1:]))
+    assert torch.isnan(ours["y"][2:, 1]).any(dim=-1).all() and torch.isnan(ours["h_n"][1]).any()
+    assert torch.isfinite(ours["y"][:2]).all() and torch.isfinite(ours["y"][:, [0, 2]]).all()

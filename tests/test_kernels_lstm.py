@@ -31,9 +31,12 @@ ZONEOUT = ("off", "mask", "eval")
 
 
 def make_case(T, B, layer_norm=False, recurrent_mask=False, zoneout="off", projection=False, lengths=False,
-              bias=True, dtype=torch.float64, seed=0):
-    """Fresh random leaves (xp, h0, c0, weights) and the constant arguments of one boundary call."""
+              bias=True, dtype=torch.float64, seed=0, sizes=(H, P)):
+    """Fresh random leaves (xp, h0, c0, weights) and the constant arguments of one boundary call; sizes:
+    the hidden and the projection size."""
     gen = torch.Generator().manual_seed(seed)
+    H, P = sizes
+    G = 4 * H
     out = P if projection else H
     rand = lambda *shape, scale=1.0: (torch.randn(shape, generator=gen, dtype=dtype) * scale)  # noqa: E731
     leaves = {"xp": rand(T, B, G), "h0": rand(B, out), "c0": rand(B, H), "W_hh": rand(G, out, scale=0.5)}
@@ -103,6 +106,22 @@ def test_kernel_equals_scan_on_two_threads():
                 seed=2, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("projection", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernel_equals_scan_on_a_team(threads, projection, dtype):
+    """The forward's team of threads: hidden units split among them in blocks of one vector (float64: 8
+    lanes under AVX-512, 4 under AVX2), unevenly, the last block partial (H = 37, P = 21), more threads
+    than blocks at 4 under AVX-512 float32; the layer norms' statistics combined across threads, h's
+    units (P) split apart from the cell's (H). Everything on, lengths with padding."""
+    leaves, const = make_case(6, 7, True, True, "mask", projection, True, dtype=dtype, seed=threads,
+                              sizes=(37, 21))
+    tolerance = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-4, "atol": 2e-5}
+    with torch_threads(threads):
+        compare(lambda: boundary(leaves, const, "cpu"), lambda: boundary(leaves, const, "scan"), leaves,
+                seed=threads, **tolerance)
+
+
 @pytest.mark.parametrize("case", [{}, {"layer_norm": True, "zoneout": "mask", "lengths": True},
                                   {"layer_norm": True, "recurrent_mask": True, "projection": True}])
 def test_kernel_equals_scan_float32(case):
@@ -127,6 +146,20 @@ def test_nan_in_padding_reaches_nothing(projection):
     ours, scan = compare(with_xp(float("nan"), poisoned), with_xp(0.0, const), leaves, rtol=1e-10, atol=1e-12)
     assert all(torch.isfinite(value).all() for value in ours.values())
     assert (ours["grad xp"][~valid] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nan_in_a_valid_step_stays_nan(dtype):
+    """NaN in a real step's input reaches that row's outputs from then on, as in the scan (the float32
+    activations come from a polynomial exp that clamps its input: they must keep NaN, not hide it), and no
+    other row's; H = 37 splits the units among two threads."""
+    leaves, const = make_case(5, 3, dtype=dtype, seed=4, sizes=(37, 21))
+    xp = leaves["xp"].detach().clone()
+    xp[2, 1, 3] = float("nan")                                     # gate i of unit 3, row 1, step 2
+    with torch_threads(2):
+        ours = boundary({**leaves, "xp": xp}, const, "cpu")
+    assert torch.isnan(ours["y"][2:, 1]).any(dim=-1).all() and torch.isnan(ours["h_n"][1]).any()
+    assert torch.isfinite(ours["y"][:2]).all() and torch.isfinite(ours["y"][:, [0, 2]]).all()
 
 
 @pytest.mark.parametrize("proj_size", [0, 2])

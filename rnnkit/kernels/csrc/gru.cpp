@@ -87,7 +87,7 @@ void forward_row(const Gru<scalar_t>& c, int64_t t, int64_t b, const scalar_t* x
   for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
     const V r = sigmoid(V::loadu(x + j, k) + c.hp(v, mean, rstd, j, k));
     const V z = sigmoid(V::loadu(x + H + j, k) + c.hp(v, mean, rstd, H + j, k));
-    const V n = (V::loadu(x + 2 * H + j, k) + r * c.hp(v, mean, rstd, 2 * H + j, k)).tanh();
+    const V n = tanh_of(V::loadu(x + 2 * H + j, k) + r * c.hp(v, mean, rstd, 2 * H + j, k));
     const V h_old = V::loadu(h + j, k);
     const V h_tilde = n + z * (h_old - n);                 // (1 - z) n + z h
     const V h_new = h_tilde + c.keep(row, j, k) * (h_old - h_tilde);

@@ -12,14 +12,16 @@
 //     h_t = d_h h_{t-1} + (1 - d_h) h~; c_t = d_c c_{t-1} + (1 - d_c) c~      zoneout, d: mask or p
 //     y_t = h_t; past a sequence's length (t >= lengths[b]) its state is frozen and y_t = 0
 //
-// Everything after the GEMM is ONE pass over each batch row (two with a projection: before and after its
-// GEMM). The backward runs the same steps in reverse: per step one fused pass, one GEMM for dL/dh_{t-1}
-// through W_hh (and one through W_hr), and every weight gradient as one GEMM over all T * B rows after
-// the loop, from the (T, B, .) buffers the forward saved. Padded rows are never computed on: their saved
-// values are zeros, their gradients exact zeros, so NaN in padding reaches no result and no gradient.
+// The forward runs the whole loop in one team of threads, each owning some hidden units: its columns of
+// the recurrent GEMM and their pointwise step in registers (see `forward`). The backward runs the same
+// steps in reverse: per step one fused pass, one GEMM for dL/dh_{t-1} through W_hh (and one through W_hr),
+// and every weight gradient as one GEMM over all T * B rows after the loop, from the (T, B, .) buffers the
+// forward saved. Padded rows are never computed on: their saved values are zeros, their gradients exact
+// zeros, so NaN in padding reaches no result and no gradient.
 //
 // float64, float32, and bfloat16 weights with everything else float32 (kernels/lstm.py casts a bfloat16
-// layer's inputs): the per-step GEMMs then run in bfloat16 (`Gemm`), the pointwise math in float32.
+// layer's inputs): the forward widens bfloat16 weights to float32 once per call (its panels), the
+// backward's per-step GEMMs run in bfloat16 (`Gemm`); the pointwise math is float32.
 
 #include "common.h"
 
@@ -90,8 +92,16 @@ void check_shapes(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Te
               given(w_hr) ? w_hr->sizes() : h0.sizes());
 }
 
+// One team of threads (common.h `Team`) runs the whole loop. Thread i owns a range of hidden units, in
+// blocks of one vector, for all four gates (and, with a projection, a range of h's P units): each step it
+// computes its columns of u = (h * m) W_hh^T straight from the weight panel (common.h `Panel`, laid out
+// once per call by the thread that reads it), four gates of one vector of units per block product, and
+// runs the pointwise step on them while they are in registers. With layer norm a step needs whole rows
+// of u (LN_hh) and of c~ (LN_c): the threads store their columns of u, meet at a barrier, and each then
+// runs the pointwise step of its own range of batch rows. Then one barrier, and the next step reads the
+// whole new h; with a projection one more, for r before h~ = r W_hr^T.
 template <typename scalar_t>
-ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_,
+ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
                       const OptionalTensor& b_hh_, const OptionalTensor& ln_hh_weight_,
                       const OptionalTensor& ln_hh_bias_, const OptionalTensor& ln_c_weight_,
                       const OptionalTensor& ln_c_bias_, const OptionalTensor& w_hr_,
@@ -99,6 +109,7 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
                       const OptionalTensor& zoneout_c_, double zoneout_h_p, double zoneout_c_p,
                       const OptionalTensor& lengths_, bool save) {
   using V = Vec<scalar_t>;
+  constexpr int64_t W = V::size();
   const Tensor xp = xp_.contiguous();
   const int64_t T = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 4, P = h0.size(1);
   const Tensor b_hh = contiguous(b_hh_), ln_hh_weight = contiguous(ln_hh_weight_);
@@ -107,12 +118,14 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   const Tensor zoneout_h = contiguous(zoneout_h_), zoneout_c = contiguous(zoneout_c_);
   const Tensor lengths = contiguous(lengths_);
   const bool projected = given(w_hr_), ln_hh = ln_hh_weight.defined(), ln_c = ln_c_weight.defined();
-  const Tensor w_hh_t = w_hh_.t().contiguous();                               // (P, 4H)
-  const Tensor w_hr_t = projected ? w_hr_->t().contiguous() : Tensor();        // (H, P)
-  const Gemm<scalar_t> gemm_hh(w_hh_t, B), gemm_hr(w_hr_t, B);
+  const bool ln = ln_hh || ln_c;
+  Panel<scalar_t, 4> panel_hh(w_hh);                                          // u's gates: K = P
+  Panel<scalar_t, 1> panel_hr = projected ? Panel<scalar_t, 1>(*w_hr_) : Panel<scalar_t, 1>();   // K = H
+  const int64_t blocks = panel_hh.blocks, out_blocks = projected ? panel_hr.blocks : blocks;
+  const int threads = static_cast<int>(std::clamp<int64_t>(at::get_num_threads(), 1, blocks));
 
   // With `save` (a backward will run) every step's values stay in (T, B, .) buffers; without, one step's
-  // (the states: two, the old and the new) are reused at every step.
+  // (the states and the masked h: two, the old and the new) are reused at every step.
   const int64_t S = save ? T : 1;
   auto options = xp.options();
   auto buffer = [&](bool used, at::IntArrayRef shape) {
@@ -125,12 +138,11 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   cs[0].copy_(c0);
   Tensor gates = at::empty({S, B, G}, options);                               // i, f, g, o (activated)
   Tensor tanh_c = at::empty({S, B, H}, options);                              // tanh(LN_c(c~))
-  Tensor h_in = buffer(recurrent_mask.defined(), {S, B, P});                  // h_{t-1} * m
+  Tensor h_in = buffer(recurrent_mask.defined(), {save ? T : 2, B, P});       // h_{t-1} * m
   Tensor r = buffer(projected, {S, B, H});                                    // o tanh(LN_c(c~))
   Tensor xhat_hh = buffer(ln_hh, {S, B, G}), rstd_hh = buffer(ln_hh, {S, B});
   Tensor xhat_c = buffer(ln_c, {S, B, H}), rstd_c = buffer(ln_c, {S, B});
-  Tensor u_step = at::empty({B, G}, options);   // u of one step: the GEMM writes hot memory, not fresh pages
-  Tensor h_tilde = buffer(projected, {B, P});
+  Tensor u_step = buffer(ln, {B, G});                                         // u of one step (LN)
 
   const scalar_t* xp_p = xp.const_data_ptr<scalar_t>();
   const scalar_t* b_p = ptr<scalar_t>(b_hh);
@@ -147,102 +159,159 @@ ForwardResult forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, con
   scalar_t *h_in_p = h_in.data_ptr<scalar_t>(), *r_p = r.data_ptr<scalar_t>();
   scalar_t *xhat_hh_p = xhat_hh.data_ptr<scalar_t>(), *rstd_hh_p = rstd_hh.data_ptr<scalar_t>();
   scalar_t *xhat_c_p = xhat_c.data_ptr<scalar_t>(), *rstd_c_p = rstd_c.data_ptr<scalar_t>();
-  scalar_t *u = u_step.data_ptr<scalar_t>(), *h_tilde_p = h_tilde.data_ptr<scalar_t>();   // u: (B, 4H)
+  scalar_t* u = u_step.data_ptr<scalar_t>();                                  // (B, 4H)
 
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t row0 = t * B;                                               // (t, 0) in xp and y
-    const int64_t saved0 = save ? row0 : 0;                                   // (t, 0) in the saved buffers
-    const int64_t old = save ? t : t % 2, now = save ? t + 1 : (t + 1) % 2;  // states at t - 1 and t
-    const scalar_t* h_prev = hs_p + old * B * P;                              // (B, P)
-    const scalar_t* c_prev = cs_p + old * B * H;                              // (B, H)
-    scalar_t* h_next = hs_p + now * B * P;
-    scalar_t* c_next = cs_p + now * B * H;
-    const scalar_t* h_used = h_prev;
-    if (m_p) {                                                                // recurrent dropout: h * m
-      scalar_t* h_masked = h_in_p + saved0 * P;
-      for_lanes<scalar_t>(B * P, [&](int64_t j, int64_t k) {
-        (V::loadu(h_prev + j, k) * V::loadu(m_p + j, k)).store(h_masked + j, k);
-      });
-      h_used = h_masked;
-    }
-    gemm_hh(h_used, u);                                                       // u = (h * m) W_hh^T
-
-    // The new state of row b from h~ (B, P) and r: zoneout, then the length mask; y_t.
-    auto finish_h = [&](int64_t b, const scalar_t* h_new) {
-      const bool valid = len == nullptr || t < len[b];
-      const scalar_t* h_old = h_prev + b * P;
-      for_lanes<scalar_t>(P, [&](int64_t j, int64_t k) {
-        V h = V::loadu(h_old + j, k);
-        if (valid) {
-          const V fresh = V::loadu(h_new + j, k);
-          h = zh.on() ? fresh + zh.at(t, b, j, k) * (h - fresh) : fresh;
-        }
-        h.store(h_next + b * P + j, k);
-        (valid ? h : V(0)).store(y_p + (row0 + b) * P + j, k);
-      });
-    };
-
-    for_rows(B, G, [&](int64_t b) {
-      const int64_t row = saved0 + b;
-      scalar_t* r_row = projected ? r_p + row * H : nullptr;
-      if (len != nullptr && t >= len[b]) {                                    // padding: frozen, zeros saved
-        std::copy_n(c_prev + b * H, H, c_next + b * H);
-        std::fill_n(gates_p + row * G, G, scalar_t(0));
-        std::fill_n(tanh_p + row * H, H, scalar_t(0));
-        if (ln_hh) std::fill_n(xhat_hh_p + row * G, G, scalar_t(0)), rstd_hh_p[row] = 0;
-        if (ln_c) std::fill_n(xhat_c_p + row * H, H, scalar_t(0)), rstd_c_p[row] = 0;
-        if (projected) std::fill_n(r_row, H, scalar_t(0));
-        else finish_h(b, nullptr);
-        return;
-      }
-      const scalar_t* u_row = u + b * G;
-      scalar_t* xhat_row = ln_hh ? xhat_hh_p + row * G : nullptr;
-      scalar_t* gate = gates_p + row * G;
-      const scalar_t* xp_row = xp_p + (row0 + b) * G;
-      scalar_t mean = 0, rstd = 0;
-      if (ln_hh) std::tie(mean, rstd) = layer_norm_stats(u_row, G), rstd_hh_p[row] = rstd;
-      for (int q = 0; q < 4; ++q) {                                           // a = xp + LN_hh(u) + b; gates
-        for_lanes<scalar_t>(H, [&](int64_t j0, int64_t k) {
-          const int64_t j = q * H + j0;
-          V a = V::loadu(u_row + j, k);
-          if (ln_hh) {                                                        // x-hat, kept
-            a = (a - V(mean)) * V(rstd);
-            a.store(xhat_row + j, k);
-            a = a * V::loadu(gamma_hh + j, k) + V::loadu(beta_hh + j, k);
-          }
-          if (b_p) a = a + V::loadu(b_p + j, k);
-          a = a + V::loadu(xp_row + j, k);
-          (q == 2 ? a.tanh() : sigmoid(a)).store(gate + j, k);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+    const Team team = Team::here();
+    const auto [jb0, jb1] = team.range(blocks);                               // my blocks of hidden units
+    const auto [pb0, pb1] = team.range(out_blocks);                           // ... of h's units
+    const int64_t j0 = jb0 * W, units = std::min(H, jb1 * W) - j0;            // my units [j0, j0 + units)
+    const int64_t q0 = pb0 * W, out_units = std::min(P, pb1 * W) - q0;        // my h units
+    const auto [rb0, rb1] = team.range(B);                                    // my rows (layer norm)
+    panel_hh.pack(jb0, jb1);
+    if (projected) panel_hr.pack(pb0, pb1);
+    if (m_p) {                                                                // h_0 * m, my units
+      for (int64_t b = 0; b < B; ++b) {
+        for_lanes<scalar_t>(out_units, [&](int64_t j, int64_t k) {
+          const int64_t o = b * P + q0 + j;
+          (V::loadu(hs_p + o, k) * V::loadu(m_p + o, k)).store(h_in_p + o, k);
         });
       }
-      scalar_t* c_row = c_next + b * H;                                       // c~ = f c + i g, first
-      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
-        const V c = V::loadu(gate + H + j, k) * V::loadu(c_prev + b * H + j, k) +
-                    V::loadu(gate + j, k) * V::loadu(gate + 2 * H + j, k);
-        c.store(c_row + j, k);
-      });
-      scalar_t* xhat_c_row = ln_c ? xhat_c_p + row * H : nullptr;
-      if (ln_c) std::tie(mean, rstd) = layer_norm_stats(c_row, H), rstd_c_p[row] = rstd;
-      scalar_t* tanh_row = tanh_p + row * H;
-      scalar_t* out = projected ? r_row : h_next + b * P;                     // r, or h~ = r without W_hr
-      for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
-        V v = V::loadu(c_row + j, k);
+    }
+    Team::barrier();
+
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row0 = t * B;                                             // (t, 0) in xp and y
+      const int64_t saved0 = save ? row0 : 0;                                 // (t, 0) in the saved buffers
+      const int64_t old = save ? t : t % 2, now = save ? t + 1 : (t + 1) % 2;  // states at t - 1 and t
+      const scalar_t* h_prev = hs_p + old * B * P;                            // (B, P)
+      const scalar_t* c_prev = cs_p + old * B * H;                            // (B, H)
+      scalar_t* h_next = hs_p + now * B * P;
+      scalar_t* c_next = cs_p + now * B * H;
+      const scalar_t* h_used = m_p ? h_in_p + (save ? t : t % 2) * B * P : h_prev;   // h_{t-1} * m
+      scalar_t* h_in_next = m_p && (!save || t + 1 < T) ? h_in_p + (save ? t + 1 : (t + 1) % 2) * B * P
+                                                          : nullptr;
+      auto padded = [&](int64_t b) { return len != nullptr && t >= len[b]; };
+
+      // Units [j, j + k) of row b's h_t from h~ (one vector): zoneout, the length mask, y_t, h_t * m.
+      auto finish_h = [&](int64_t b, int64_t j, int64_t k, const V& fresh) {
+        const bool frozen = padded(b);
+        V h = fresh;
+        if (frozen || zh.on()) {
+          const V h_old = V::loadu(h_prev + b * P + j, k);
+          h = frozen ? h_old : fresh + zh.at(t, b, j, k) * (h_old - fresh);
+        }
+        h.store(h_next + b * P + j, k);
+        (frozen ? V(0) : h).store(y_p + (row0 + b) * P + j, k);
+        if (h_in_next) (h * V::loadu(m_p + b * P + j, k)).store(h_in_next + b * P + j, k);
+      };
+      // The rest of a step for units [j, j + k) of row b (one vector; padded rows never get here): `output`
+      // from c~ and o: r = o tanh(LN_c(c~)) (LN_c's statistics given), zoneout on c, and without a
+      // projection h_t (h~ = r); `cell` from the pre-activations LN_hh(u) (or u): the gates, c~ = f c + i g,
+      // then `output` at once, unless LN_c needs all of the row's c~ first.
+      auto output = [&](int64_t b, int64_t j, int64_t k, const V& c, const V& o, scalar_t mean, scalar_t rstd) {
+        const int64_t row = saved0 + b;
+        V v = c;
         if (ln_c) {
           v = (v - V(mean)) * V(rstd);
-          v.store(xhat_c_row + j, k);
+          v.store(xhat_c_p + row * H + j, k);
           v = v * V::loadu(gamma_c + j, k) + V::loadu(beta_c + j, k);
         }
-        const V th = v.tanh();
-        th.store(tanh_row + j, k);
-        (V::loadu(gate + 3 * H + j, k) * th).store(out + j, k);
-        const V c = V::loadu(c_row + j, k);                                   // zoneout on c: lerp to c_{t-1}
-        if (zc.on()) (c + zc.at(t, b, j, k) * (V::loadu(c_prev + b * H + j, k) - c)).store(c_row + j, k);
-      });
-      if (!projected) finish_h(b, out);                                      // in place: h~ -> h_t
-    });
-    if (projected) {                                                          // h~ = r W_hr^T, then the state
-      gemm_hr(r_p + saved0 * H, h_tilde_p);
-      for_rows(B, P, [&](int64_t b) { finish_h(b, h_tilde_p + b * P); });
+        const V th = tanh_of(v);
+        if (save) th.store(tanh_p + row * H + j, k);
+        if (projected) (o * th).store(r_p + row * H + j, k);
+        else finish_h(b, j, k, o * th);
+        const V kept = zc.on() ? c + zc.at(t, b, j, k) * (V::loadu(c_prev + b * H + j, k) - c) : c;
+        kept.store(c_next + b * H + j, k);
+      };
+      auto cell = [&](int64_t b, int64_t j, int64_t k, const V* pre) {
+        const int64_t row = saved0 + b;
+        V gate[4];
+        for (int v = 0; v < 4; ++v) {
+          const int64_t c = v * H + j;
+          V a = pre[v] + V::loadu(xp_p + (row0 + b) * G + c, k);
+          if (b_p) a = a + V::loadu(b_p + c, k);
+          gate[v] = v == 2 ? tanh_of(a) : sigmoid(a);
+          if (save || ln_c) gate[v].store(gates_p + row * G + c, k);           // o: read again after LN_c
+        }
+        const V c = gate[1] * V::loadu(c_prev + b * H + j, k) + gate[0] * gate[2];
+        if (ln_c) c.store(c_next + b * H + j, k);                           // c~, for LN_c's statistics
+        else output(b, j, k, c, gate[3], 0, 0);
+      };
+
+      // 1. My columns of u = (h * m) W_hh^T, four gates of one vector of units per block product, and
+      //    without layer norm the rest of the step on them while they are in registers.
+      for (int64_t jb = jb0; jb < jb1; ++jb) {
+        const int64_t j = jb * W, k = std::min(W, H - j);
+        for_block_rows(h_used, B, panel_hh, jb, [&](int64_t b, const V* acc) {
+          if (padded(b)) return;
+          if (!ln) return cell(b, j, k, acc);
+          for (int v = 0; v < 4; ++v) acc[v].store(u + b * G + v * H + j, k);
+        });
+      }
+
+      // 2. With layer norm, whose statistics need whole rows: once all of u is in, my rows, whole.
+      if (ln) {
+        Team::barrier();
+        for (int64_t b = rb0; b < rb1; ++b) {
+          if (padded(b)) continue;
+          const int64_t row = saved0 + b;
+          const scalar_t* u_row = u + b * G;
+          scalar_t mean = 0, rstd = 1;
+          if (ln_hh) std::tie(mean, rstd) = layer_norm_stats(u_row, G), rstd_hh_p[row] = rstd;
+          for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
+            V pre[4];
+            for (int v = 0; v < 4; ++v) {
+              const int64_t c = v * H + j;
+              pre[v] = V::loadu(u_row + c, k);
+              if (!ln_hh) continue;
+              pre[v] = (pre[v] - V(mean)) * V(rstd);                          // x-hat, kept
+              pre[v].store(xhat_hh_p + row * G + c, k);
+              pre[v] = pre[v] * V::loadu(gamma_hh + c, k) + V::loadu(beta_hh + c, k);
+            }
+            cell(b, j, k, pre);
+          });
+          if (!ln_c) continue;
+          std::tie(mean, rstd) = layer_norm_stats(c_next + b * H, H), rstd_c_p[row] = rstd;
+          for_lanes<scalar_t>(H, [&](int64_t j, int64_t k) {
+            output(b, j, k, V::loadu(c_next + b * H + j, k), V::loadu(gates_p + row * G + 3 * H + j, k), mean,
+                   rstd);
+          });
+        }
+      }
+
+      // 3. A padded row keeps its state (y_t = 0) and saves zeros.
+      for (int64_t b = 0; b < B; ++b) {
+        if (!padded(b)) continue;
+        const int64_t row = saved0 + b;
+        std::copy_n(c_prev + b * H + j0, units, c_next + b * H + j0);
+        for (int v = 0; v < 4; ++v) std::fill_n(gates_p + row * G + v * H + j0, units, scalar_t(0));
+        std::fill_n(tanh_p + row * H + j0, units, scalar_t(0));
+        if (ln_hh) {
+          for (int v = 0; v < 4; ++v) std::fill_n(xhat_hh_p + row * G + v * H + j0, units, scalar_t(0));
+          if (team.id == 0) rstd_hh_p[row] = 0;
+        }
+        if (ln_c) {
+          std::fill_n(xhat_c_p + row * H + j0, units, scalar_t(0));
+          if (team.id == 0) rstd_c_p[row] = 0;
+        }
+        if (projected) std::fill_n(r_p + row * H + j0, units, scalar_t(0));
+        else for_lanes<scalar_t>(units, [&](int64_t j, int64_t k) { finish_h(b, j0 + j, k, V(0)); });
+      }
+
+      // 4. With a projection: my units of h~ = r W_hr^T once all of r is in, then h_t.
+      if (projected) {
+        Team::barrier();
+        for (int64_t pb = pb0; pb < pb1; ++pb) {
+          const int64_t j = pb * W, k = std::min(W, P - j);
+          for_block_rows(r_p + saved0 * H, B, panel_hr, pb,
+                         [&](int64_t b, const V* acc) { finish_h(b, j, k, acc[0]); });
+        }
+      }
+      Team::barrier();                                                        // h_t whole: the next step
     }
   }
   Tensor h_n = hs[save ? T : T % 2].clone(), c_n = cs[save ? T : T % 2].clone();

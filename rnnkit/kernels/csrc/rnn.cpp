@@ -63,7 +63,7 @@ struct Rnn {
     return bias ? v + V::loadu(bias + j, k) : v;
   }
 
-  V activation(const V& a) const { return relu ? at::vec::maximum(a, V(0)) : a.tanh(); }
+  V activation(const V& a) const { return relu ? at::vec::maximum(a, V(0)) : tanh_of(a); }
 
   // dL/da from dL/dh~ through h~ = act(a): tanh' = 1 - h~^2, relu' = [h~ > 0].
   V activation_backward(const V& dh_tilde, const V& h_tilde) const {
